@@ -48,6 +48,7 @@ lint: lint-python
 lint-python: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool
+	@# django-stubs imports the demo settings, which require a DATABASE_URL (never connected to here).
+	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool
 
 include $(wildcard mk/*.mk)

@@ -1,0 +1,31 @@
+"""What the supervisor hands to each worker process (pickled across the spawn, so no Django imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """The options of django-tasks-db's worker loop (the same for every process) and of logging."""
+
+    queue_names: list[str]
+    excluded_queue_names: list[str]
+    interval: float
+    batch: bool
+    backend_name: str
+    startup_delay: bool
+    max_tasks: int | None
+    log_format: str
+    verbosity: int
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything one worker process needs; pickled to the spawned process."""
+
+    index: int
+    worker_id: str
+    heartbeat_path: Path
+    options: LoopOptions

@@ -1,0 +1,203 @@
+"""Prometheus metrics of the worker runtime (names and labels are a contract: docs/contracts.md).
+
+Worker processes record into prometheus-client's multiprocess files (`PROMETHEUS_MULTIPROC_DIR`, set by the
+supervisor before it starts them); the supervisor serves the aggregate together with its own figures.
+Labels carry task paths and queue names only, never ids, so the series count stays bounded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import django
+from django.tasks import TaskResult, TaskResultStatus
+from django.tasks.signals import task_finished, task_started
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+import django_taskpool
+
+logger = logging.getLogger("django_taskpool")
+
+# From a fraction of a second (no-op and email tasks) to an hour (reports, backlogs after an outage).
+SECONDS_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+TASK_LABELS = ("task", "queue", "backend")
+type AnyTaskResult = TaskResult[..., Any]
+
+
+class TaskMetrics:
+    """The metrics a worker process records. Unregistered: the supervisor collects them from the files."""
+
+    def __init__(self) -> None:
+        self.started = Counter(
+            "taskpool_worker_tasks_started",
+            "Tasks this pod's worker processes started.",
+            TASK_LABELS,
+            registry=None,
+        )
+        self.finished = Counter(
+            "taskpool_worker_tasks_finished",
+            "Tasks this pod's worker processes finished, by outcome.",
+            (*TASK_LABELS, "outcome"),
+            registry=None,
+        )
+        self.duration = Histogram(
+            "taskpool_worker_task_duration_seconds",
+            "Run time of finished tasks (finished_at - started_at).",
+            (*TASK_LABELS, "outcome"),
+            buckets=SECONDS_BUCKETS,
+            registry=None,
+        )
+        self.queue_wait = Histogram(
+            "taskpool_worker_task_queue_wait_seconds",
+            "Time a task waited to start: started_at - max(enqueued_at, run_after).",
+            TASK_LABELS,
+            buckets=SECONDS_BUCKETS,
+            registry=None,
+        )
+        self.in_progress = Gauge(
+            "taskpool_worker_tasks_in_progress",
+            "Tasks running now.",
+            ("queue", "backend"),
+            multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.last_poll = Gauge(
+            "taskpool_worker_last_poll_timestamp_seconds",
+            "When each live worker process last polled the task table (a busy process does not poll).",
+            ("process",),
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+
+    def record_started(self, task_result: AnyTaskResult) -> None:
+        labels = task_labels(task_result)
+        self.started.labels(*labels).inc()
+        wait = queue_wait_seconds(task_result)
+        if wait is not None:
+            self.queue_wait.labels(*labels).observe(wait)
+
+    def record_finished(self, task_result: AnyTaskResult) -> None:
+        labels = task_labels(task_result)
+        outcome = outcome_of(task_result)
+        self.finished.labels(*labels, outcome).inc()
+        duration = run_seconds(task_result)
+        if duration is not None:
+            self.duration.labels(*labels, outcome).observe(duration)
+        log_task(task_result, outcome, duration)
+
+
+def task_labels(task_result: AnyTaskResult) -> tuple[str, str, str]:
+    task = task_result.task
+    return task.module_path, task.queue_name, task_result.backend
+
+
+def outcome_of(task_result: AnyTaskResult) -> str:
+    return "successful" if task_result.status == TaskResultStatus.SUCCESSFUL else "failed"
+
+
+def _seconds_between(start: datetime.datetime | None, end: datetime.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    # Clocks of the enqueuing and the running host differ slightly; a negative wait is a skew, not a wait.
+    return max(0.0, (end - start).total_seconds())
+
+
+def run_seconds(task_result: AnyTaskResult) -> float | None:
+    return _seconds_between(task_result.started_at, task_result.finished_at)
+
+
+def queue_wait_seconds(task_result: AnyTaskResult) -> float | None:
+    """started_at minus the later of enqueued_at and run_after (the task's run_after is None for the
+    backend's "no run_after" sentinel, so a task is never counted as waiting until the year 9999)."""
+    ready_at = task_result.enqueued_at
+    run_after = task_result.task.run_after
+    if ready_at is None or (run_after is not None and run_after > ready_at):
+        ready_at = run_after
+    return _seconds_between(ready_at, task_result.started_at)
+
+
+def log_task(task_result: AnyTaskResult, outcome: str, duration: float | None) -> None:
+    task = task_result.task
+    logger.info(
+        "task id=%s path=%s queue=%s outcome=%s duration=%.3fs",
+        task_result.id,
+        task.module_path,
+        task.queue_name,
+        outcome,
+        duration or 0.0,
+        extra={
+            "task_id": str(task_result.id),
+            "task_path": task.module_path,
+            "queue": task.queue_name,
+            "backend": task_result.backend,
+            "outcome": outcome,
+            "duration_s": duration,
+            "worker_id": task_result.worker_ids[-1] if task_result.worker_ids else None,
+        },
+    )
+
+
+class _Receiver(Protocol):
+    def __call__(self, sender: Any, task_result: AnyTaskResult, **kwargs: Any) -> None: ...
+
+
+def _never_raising(record: Callable[[AnyTaskResult], None]) -> _Receiver:
+    """Django sends task signals with `send`, not `send_robust`: a receiver that raises fails the task.
+    Metrics must never change a task's outcome, so errors are logged and swallowed here."""
+
+    def receiver(sender: Any, task_result: AnyTaskResult, **kwargs: Any) -> None:
+        try:
+            record(task_result)
+        except Exception:
+            logger.exception("recording metrics for task %s failed", getattr(task_result, "id", "?"))
+
+    return receiver
+
+
+def connect_receivers(metrics: TaskMetrics) -> None:
+    """Connects the metrics receivers; only worker processes do, so web processes record nothing."""
+    started, finished = _never_raising(metrics.record_started), _never_raising(metrics.record_finished)
+    task_started.connect(started, weak=False, dispatch_uid="django_taskpool.metrics.started")
+    task_finished.connect(finished, weak=False, dispatch_uid="django_taskpool.metrics.finished")
+
+
+def build_info_labels() -> dict[str, str]:
+    return {
+        "version": django_taskpool.__version__,
+        "django_version": django.get_version(),
+        "django_tasks_db_version": importlib.metadata.version("django-tasks-db"),
+    }
+
+
+class SupervisorCollector(Collector):
+    """The supervisor's own figures, computed at scrape time from its state (no multiprocess files)."""
+
+    def __init__(self, restarts: Callable[[], int], processes: Callable[[], int]) -> None:
+        self._restarts = restarts
+        self._processes = processes
+        self._build_info = build_info_labels()
+
+    def collect(self) -> Iterable[Metric]:
+        restarts = CounterMetricFamily(
+            "taskpool_worker_process_restarts", "Worker processes the supervisor restarted after a crash."
+        )
+        restarts.add_metric([], self._restarts())
+        yield restarts
+        yield GaugeMetricFamily(
+            "taskpool_worker_processes", "Worker processes alive now.", value=self._processes()
+        )
+        info = GaugeMetricFamily(
+            "taskpool_worker_build_info", "Versions of the worker runtime.", labels=list(self._build_info)
+        )
+        info.add_metric(list(self._build_info.values()), 1)
+        yield info

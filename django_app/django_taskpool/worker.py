@@ -1,0 +1,114 @@
+"""One worker process: django-tasks-db's own `Worker` loop, with a heartbeat, metrics and a safe stop.
+
+The claim logic is upstream's, untouched. This subclass only
+- records a heartbeat on every turn of the loop (the loop reads `self.running` once at the top of a turn
+  and once before it sleeps, so `running` is a property that notes both),
+- marks the process busy while a task runs (for `/healthz` and the in-progress gauge),
+- on the first SIGTERM/SIGINT/SIGQUIT stops claiming and exits at once only when that is safe: while the loop
+  sleeps. Upstream exits at once whenever no task is running, which can land between the commit of a claim
+  and the start of the task, leaving the row RUNNING forever. Here a signal inside a turn lets the turn
+  finish (a task it claimed runs to completion) and the loop then ends by itself.
+- A second signal is upstream's: `SystemExit(1)` raised inside the running task, stored as FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from django.db import OperationalError
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+
+from django_taskpool import logs
+from django_taskpool.config import WorkerConfig
+from django_taskpool.heartbeat import Heartbeat
+from django_taskpool.metrics import TaskMetrics, connect_receivers
+
+logger = logging.getLogger("django_taskpool")
+
+
+class TaskpoolWorker(Worker):
+    def __init__(self, *, index: int, heartbeat: Heartbeat, metrics: TaskMetrics, **kwargs: Any) -> None:
+        self._heartbeat = heartbeat
+        self._metrics = metrics
+        self._poll_gauge = metrics.last_poll.labels(process=str(index))
+        self._parent_pid = os.getppid()
+        # True between turns of the loop (sleeping, or not started yet): the only time exiting is safe.
+        self._between_turns = True
+        self._running = True
+        super().__init__(**kwargs)
+
+    @property
+    def running(self) -> bool:
+        self._between_turns = not self._between_turns
+        now = time.time()
+        self._heartbeat.poll(now)
+        self._poll_gauge.set(now)
+        if os.getppid() != self._parent_pid and self._running:
+            logger.warning("supervisor %s is gone: stopping after the current turn", self._parent_pid)
+            self._running = False
+        return self._running
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        self._running = value
+
+    def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        if not self._running:
+            logger.warning("received %s again: interrupting the current task", signal.strsignal(signum))
+            self.reset_signals()
+            sys.exit(1)
+        logger.info("received %s: finishing the current task, then exiting", signal.strsignal(signum))
+        self._running = False
+        if self._between_turns and not self.running_task:
+            sys.exit(0)
+
+    def run_task(self, db_task_result: DBTaskResult[..., Any]) -> None:
+        self._heartbeat.busy(time.time())
+        in_progress = self._metrics.in_progress.labels(db_task_result.queue_name, db_task_result.backend_name)
+        in_progress.inc()
+        try:
+            super().run_task(db_task_result)
+        finally:
+            in_progress.dec()
+            self._heartbeat.idle()
+
+
+def run_worker(config: WorkerConfig) -> int:
+    """Runs one worker process until it is told to stop; the exit code for the supervisor."""
+    options = config.options
+    logs.configure(options.log_format, options.verbosity)
+    heartbeat = Heartbeat(config.heartbeat_path)
+    heartbeat.reset(time.time())
+    metrics = TaskMetrics()
+    connect_receivers(metrics)
+    worker = TaskpoolWorker(
+        index=config.index,
+        heartbeat=heartbeat,
+        metrics=metrics,
+        queue_names=options.queue_names,
+        interval=options.interval,
+        batch=options.batch,
+        backend_name=options.backend_name,
+        startup_delay=options.startup_delay,
+        max_tasks=options.max_tasks,
+        worker_id=config.worker_id,
+        excluded_queue_names=options.excluded_queue_names,
+    )
+    worker.configure_signals()
+    try:
+        worker.run()
+    except OperationalError as exc:
+        # One line: a database outage is not a bug, and the supervisor restarts the process.
+        logger.error("worker %s lost the database: %s", config.worker_id, str(exc).strip().splitlines()[0])  # noqa: TRY400
+        return 1
+    except Exception:
+        logger.exception("worker %s crashed", config.worker_id)
+        return 1
+    return 0

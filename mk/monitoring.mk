@@ -1,0 +1,19 @@
+# Monitoring: dashboards, rules and their docs, all generated from monitoring/config.py.
+#   make monitoring    regenerate them (python -m monitoring)
+#   make lint-rules    generated files up to date, mypy, promtool check rules, promtool test rules
+# promtool comes from Debian's `prometheus` package (scripts/install-system-deps.sh).
+
+PROMTOOL ?= promtool
+
+.PHONY: monitoring lint-rules
+
+monitoring: venv
+	$(PY) -m monitoring
+
+lint: lint-rules
+
+lint-rules: venv
+	$(PY) -m monitoring --check
+	$(VENV)/bin/mypy monitoring
+	$(PROMTOOL) check rules monitoring/rules/taskpool.rules.yaml
+	$(PROMTOOL) test rules monitoring/tests/*.yaml

@@ -1,0 +1,29 @@
+"""The operator's kopf handlers: only decorators here; each concern lives in its own module."""
+
+from __future__ import annotations
+
+import kopf
+
+from taskpool_operator import crd, objects
+from taskpool_operator.handlers import deployment, indexes, lifecycle, scaling
+
+POOLS = (crd.GROUP, crd.VERSION, crd.PLURAL)
+OWNED = {"app.kubernetes.io/managed-by": objects.MANAGER}
+# kopf's default retry delay is a minute; a Deployment write that failed is worth retrying sooner.
+RETRY_BACKOFF_S = 5
+
+kopf.on.startup()(lifecycle.configure)
+kopf.on.startup()(lifecycle.start_probe)
+kopf.on.cleanup()(lifecycle.stop_probe)
+kopf.on.login()(lifecycle.login)
+kopf.on.probe(id="databases")(lifecycle.liveness)
+
+kopf.index("pods", labels=OWNED)(indexes.worker_pods)
+kopf.index("apps", "v1", "deployments", labels=OWNED)(indexes.worker_deployments)
+
+kopf.on.create(*POOLS, backoff=RETRY_BACKOFF_S)(deployment.reconcile)
+kopf.on.update(*POOLS, field="spec", backoff=RETRY_BACKOFF_S)(deployment.reconcile)
+kopf.on.resume(*POOLS, backoff=RETRY_BACKOFF_S)(deployment.reconcile)
+kopf.on.event("apps", "v1", "deployments", labels=OWNED)(deployment.restore)
+
+kopf.daemon(*POOLS, backoff=RETRY_BACKOFF_S, cancellation_timeout=30)(scaling.run)

@@ -1,0 +1,45 @@
+"""What the operator remembers about each pool between handler calls (in memory; rebuilt after a restart)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from taskpool_operator.policy import PolicyState
+
+PoolKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclasses.dataclass
+class PoolMemory:
+    desired: int | None = None
+    """Replicas the operator last gave the Deployment (the scaler's and the reconciler's shared truth)."""
+    deployment_generation: int = 0
+    """The Deployment's generation after the operator's own last write; a higher one means someone else
+    edited it."""
+    applied_generation: int | None = None
+    """The pool generation whose spec the Deployment carries (status.observedGeneration)."""
+    deployment_error: str | None = None
+    policy_state: PolicyState = dataclasses.field(default_factory=PolicyState)
+    last_scale_time: str | None = None
+    last_status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    orphans: frozenset[str] = frozenset()
+    """Worker ids of orphaned tasks already reported (an Event goes out when new ones appear)."""
+    orphan_suspects: frozenset[str] = frozenset()
+    probe_dsn: str | None = None
+    """The DSN the pool is registered with at the probe (never logged)."""
+
+
+_pools: dict[PoolKey, PoolMemory] = {}
+
+
+def of(key: PoolKey) -> PoolMemory:
+    return _pools.setdefault(key, PoolMemory())
+
+
+def get(key: PoolKey) -> PoolMemory | None:
+    return _pools.get(key)
+
+
+def forget(key: PoolKey) -> None:
+    _pools.pop(key, None)

@@ -1,0 +1,172 @@
+"""The Kubernetes API calls the handlers make (blocking; handlers run them in a thread)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from taskpool_operator import crd, objects
+
+REQUEST_TIMEOUT_S = 10.0
+# The generated client would pick JSON Patch for dict bodies; every patch here is a JSON merge patch.
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class SecretProblem(Exception):
+    """The pool's Secret or its key is missing or unreadable; the message names them, never their content."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def load_config() -> None:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _api() -> client.ApiClient:
+    return client.ApiClient()
+
+
+def _apps() -> client.AppsV1Api:
+    return client.AppsV1Api(_api())
+
+
+def _core() -> client.CoreV1Api:
+    return client.CoreV1Api(_api())
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(_api())
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], _api().sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404
+
+
+def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = _apps().read_namespaced_deployment(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _plain(found)
+
+
+def _deployment(manifest: dict[str, Any]) -> client.V1Deployment:
+    deployment = client.V1Deployment.from_dict(manifest)
+    if deployment is None:
+        raise ValueError("empty Deployment manifest")
+    return deployment
+
+
+def create_deployment(manifest: dict[str, Any]) -> dict[str, Any]:
+    namespace = manifest["metadata"]["namespace"]
+    created = _apps().create_namespaced_deployment(
+        namespace, _deployment(manifest), field_manager=objects.MANAGER, _request_timeout=REQUEST_TIMEOUT_S
+    )
+    return _plain(created)
+
+
+def replace_deployment(manifest: dict[str, Any]) -> dict[str, Any]:
+    """PUT: the Deployment becomes exactly what the operator built (manual edits are undone)."""
+    meta = manifest["metadata"]
+    replaced = _apps().replace_namespaced_deployment(
+        meta["name"],
+        meta["namespace"],
+        _deployment(manifest),
+        field_manager=objects.MANAGER,
+        _request_timeout=REQUEST_TIMEOUT_S,
+    )
+    return _plain(replaced)
+
+
+def scale_deployment(namespace: str, name: str, replicas: int) -> int:
+    """Sets the Deployment's replicas; returns its new generation."""
+    patched = _apps().patch_namespaced_deployment(
+        name,
+        namespace,
+        objects.build_scale_patch(replicas),
+        field_manager=objects.MANAGER,
+        _content_type=MERGE_PATCH,
+        _request_timeout=REQUEST_TIMEOUT_S,
+    )
+    return int(patched.metadata.generation or 0) if patched.metadata else 0
+
+
+def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    try:
+        _core().patch_namespaced_pod(
+            name,
+            namespace,
+            patch,
+            field_manager=objects.MANAGER,
+            _content_type=MERGE_PATCH,
+            _request_timeout=REQUEST_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        if exc.status != 404:  # the pod went away meanwhile: nothing left to mark
+            raise
+
+
+def read_secret_value(namespace: str, name: str, key: str) -> str:
+    """The decoded value of one key of a Secret."""
+    try:
+        secret = _core().read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise SecretProblem("SecretNotFound", f"Secret {name!r} does not exist") from None
+        if exc.status == 403:
+            raise SecretProblem("SecretForbidden", f"the operator may not read Secret {name!r}") from None
+        raise
+    data = secret.data or {}
+    if key not in data:
+        raise SecretProblem("SecretKeyNotFound", f"Secret {name!r} has no key {key!r}")
+    try:
+        return base64.b64decode(data[key]).decode("utf-8").strip()
+    except (ValueError, UnicodeDecodeError):
+        raise SecretProblem("SecretKeyInvalid", f"key {key!r} of Secret {name!r} is not UTF-8 text") from None
+
+
+def patch_pool_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    try:
+        _custom().patch_namespaced_custom_object_status(
+            crd.GROUP,
+            crd.VERSION,
+            namespace,
+            crd.PLURAL,
+            name,
+            {"status": status},
+            field_manager=objects.MANAGER,
+            _content_type=MERGE_PATCH,
+            _request_timeout=REQUEST_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        if exc.status != 404:  # the pool was deleted meanwhile
+            raise
+
+
+def read_pool(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = _custom().get_namespaced_custom_object(
+            crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, _request_timeout=REQUEST_TIMEOUT_S
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], found)

@@ -1,0 +1,252 @@
+"""Every Kubernetes object shape the operator writes: pure builders returning plain dicts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from taskpool_operator import crd
+from taskpool_operator.pool import Pool, parse_duration
+
+MANAGER = "taskpool-operator"
+WORKER_CONTAINER = "worker"
+METRICS_PORT_NAME = "metrics"
+DEFAULT_COMMAND = ("python", "manage.py", "taskpool_worker")
+POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+POOL_LABEL = "taskpool.dev/pool"
+# Deletion costs: busy pods are removed last, idle pods first (the ReplicaSet removes the lowest cost first).
+BUSY_POD_COST = 1000
+IDLE_POD_COST = -1000
+
+
+def deployment_name(pool_name: str) -> str:
+    return f"{pool_name}-workers"
+
+
+def selector_labels(pool_name: str) -> dict[str, str]:
+    """The Deployment's selector (immutable once created, so never extended)."""
+    return {"app.kubernetes.io/name": "taskpool-worker", POOL_LABEL: pool_name}
+
+
+def pod_labels(pool_name: str) -> dict[str, str]:
+    return {
+        **selector_labels(pool_name),
+        "app.kubernetes.io/instance": pool_name,
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def selector_string(pool_name: str) -> str:
+    """The pod selector as a string, for the pool's scale subresource (status.selector)."""
+    return ",".join(f"{key}={value}" for key, value in sorted(selector_labels(pool_name).items()))
+
+
+def owner_reference(pool: Pool) -> dict[str, Any]:
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": crd.KIND,
+        "name": pool.name,
+        "uid": pool.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _seconds_flag(seconds: float) -> str:
+    return f"{seconds:g}"
+
+
+def worker_command(pool: Pool) -> list[str]:
+    """The worker's command line: the runtime command, the pool's flags, then the user's extra args."""
+    command = list(pool.worker.get("command") or DEFAULT_COMMAND)
+    flags = [
+        "--no-reload",  # db_worker's --reload defaults to DEBUG; a reloading worker never exits cleanly
+        "--backend",
+        pool.backend,
+        "--queue-name",
+        ",".join(pool.queues),
+    ]
+    if pool.exclude_queues:
+        flags += ["--exclude-queues", ",".join(pool.exclude_queues)]
+    flags += [
+        "--concurrency",
+        str(pool.concurrency),
+        "--interval",
+        _seconds_flag(parse_duration(pool.worker["interval"])),
+        "--metrics-port",
+        str(pool.metrics_port),
+        "--shutdown-timeout",
+        _seconds_flag(pool.shutdown_timeout_s),
+    ]
+    return command + flags + list(pool.worker.get("args") or ())
+
+
+def _env(pool: Pool) -> list[dict[str, Any]]:
+    own = [
+        {
+            "name": "DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": pool.secret_name, "key": pool.secret_key}},
+        },
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    return own + copy.deepcopy(list(pool.worker.get("env") or ()))
+
+
+_RESTRICTED_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _probe(path: str, period_s: int, failure_threshold: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": METRICS_PORT_NAME},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 2,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def build_worker_container(pool: Pool) -> dict[str, Any]:
+    worker = pool.worker
+    container: dict[str, Any] = {
+        "name": WORKER_CONTAINER,
+        "image": worker["image"],
+        "command": worker_command(pool),
+        "env": _env(pool),
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": pool.metrics_port, "protocol": "TCP"}],
+        "livenessProbe": _probe("/healthz", period_s=10, failure_threshold=3),
+        "readinessProbe": _probe("/readyz", period_s=5, failure_threshold=2),
+        "securityContext": copy.deepcopy(worker.get("securityContext") or _RESTRICTED_CONTAINER_SECURITY),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
+    }
+    optional = {
+        "imagePullPolicy": worker.get("imagePullPolicy"),
+        "workingDir": worker.get("workingDir"),
+        "envFrom": worker.get("envFrom"),
+        "resources": worker.get("resources"),
+    }
+    container.update({key: copy.deepcopy(value) for key, value in optional.items() if value})
+    return container
+
+
+def build_worker_pod_template(pool: Pool) -> dict[str, Any]:
+    worker = pool.worker
+    annotations = {
+        **dict(worker.get("annotations") or {}),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(pool.metrics_port),
+        "prometheus.io/path": "/metrics",
+        "kubectl.kubernetes.io/default-container": WORKER_CONTAINER,
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [build_worker_container(pool)],
+        "terminationGracePeriodSeconds": int(worker["terminationGracePeriodSeconds"]),
+        "securityContext": copy.deepcopy(worker.get("podSecurityContext") or _RESTRICTED_POD_SECURITY),
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "enableServiceLinks": False,
+    }
+    optional = {
+        "serviceAccountName": worker.get("serviceAccountName"),
+        "priorityClassName": worker.get("priorityClassName"),
+        "nodeSelector": worker.get("nodeSelector"),
+        "tolerations": worker.get("tolerations"),
+        "affinity": worker.get("affinity"),
+        "topologySpreadConstraints": worker.get("topologySpreadConstraints"),
+        "imagePullSecrets": worker.get("imagePullSecrets"),
+    }
+    pod_spec.update({key: copy.deepcopy(value) for key, value in optional.items() if value})
+    return {
+        "metadata": {
+            "labels": {**dict(worker.get("labels") or {}), **pod_labels(pool.name)},
+            "annotations": annotations,
+        },
+        "spec": pod_spec,
+    }
+
+
+def build_worker_deployment_spec(pool: Pool, replicas: int) -> dict[str, Any]:
+    """The Deployment's spec. `replicas` is the operator's current decision, never a default, so that a
+    re-apply after a spec change does not undo scaling."""
+    return {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector_labels(pool.name)},
+        "template": build_worker_pod_template(pool),
+        # Workers finish their task on SIGTERM: new pods start before old ones stop, none is cut short.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "revisionHistoryLimit": 3,
+    }
+
+
+def build_worker_deployment(pool: Pool, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(pool.name),
+            "namespace": pool.namespace,
+            "labels": pod_labels(pool.name),
+            "ownerReferences": [owner_reference(pool)],
+        },
+        "spec": build_worker_deployment_spec(pool, replicas),
+    }
+
+
+def build_scale_patch(replicas: int) -> dict[str, Any]:
+    return {"spec": {"replicas": replicas}}
+
+
+def build_pod_deletion_cost_patch(busy: bool) -> dict[str, Any]:
+    cost = BUSY_POD_COST if busy else IDLE_POD_COST
+    return {"metadata": {"annotations": {POD_DELETION_COST: str(cost)}}}
+
+
+def pod_deletion_cost(pod: Mapping[str, Any]) -> int | None:
+    value = (pod.get("metadata", {}).get("annotations") or {}).get(POD_DELETION_COST)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def build_pool_status(
+    pool: Pool,
+    *,
+    replicas: int,
+    ready_replicas: int,
+    desired_replicas: int,
+    conditions: list[dict[str, Any]],
+    ready_tasks: int | None = None,
+    running_tasks: int | None = None,
+    oldest_ready_age_s: float | None = None,
+    orphaned_tasks: int | None = None,
+    last_scale_time: str | None = None,
+) -> dict[str, Any]:
+    """The pool's status. Queue figures are left out (kept as they were) when the queue was not measured."""
+    status: dict[str, Any] = {
+        "observedGeneration": pool.generation,
+        "replicas": replicas,
+        "readyReplicas": ready_replicas,
+        "desiredReplicas": desired_replicas,
+        "selector": selector_string(pool.name),
+        "conditions": conditions,
+    }
+    optional: dict[str, Any] = {
+        "readyTasks": ready_tasks,
+        "runningTasks": running_tasks,
+        "oldestReadyTaskAgeSeconds": None if oldest_ready_age_s is None else round(oldest_ready_age_s, 3),
+        "orphanedTasks": orphaned_tasks,
+        "lastScaleTime": last_scale_time,
+    }
+    status.update({key: value for key, value in optional.items() if value is not None})
+    return status

@@ -1,0 +1,44 @@
+"""Where the built Kubernetes binaries are (k8sbuild/build.sh builds them: `make k8s-binaries`)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+BUILD_SCRIPT = Path(__file__).with_name("k8sbuild") / "build.sh"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+class BinariesMissing(RuntimeError):
+    """The Kubernetes binaries have not been built yet."""
+
+
+def bindir() -> Path:
+    out = subprocess.run([str(BUILD_SCRIPT), "--print-bindir"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def kube_version() -> str:
+    return bindir().parent.name
+
+
+def require() -> Path:
+    """The folder with all four binaries, or a clear error saying how to build them."""
+    folder = bindir()
+    missing = [b for b in BINARIES if not (folder / b).is_file()]
+    if missing or not (folder / ".stamp").is_file():
+        raise BinariesMissing(
+            f"Kubernetes binaries missing in {folder} ({', '.join(missing) or 'incomplete build'}): "
+            "run `make k8s-binaries` (a cold build compiles them from the Go module proxy)"
+        )
+    return folder
+
+
+def build() -> Path:
+    """Builds (or reuses) the binaries, streaming the build's progress to stderr."""
+    out = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if out.returncode != 0:
+        raise BinariesMissing(
+            f"building the Kubernetes binaries failed (exit {out.returncode}); see the output above"
+        )
+    return Path(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,103 @@
+"""Starts one container process inside its pod's namespaces (run by the node agent as root, stdlib only).
+
+    python -I -S pod_shim.py SPEC.json
+
+SPEC: {"netns": name under /run/netns, "hostname": pod name, "mounts": [{"source", "target", "readOnly"}],
+"cwd", "argv", "env", "status_file"}.
+
+The shim joins the pod's network namespace, makes a private mount, UTS, IPC and PID namespace, bind-mounts the
+pod's volumes (among them the service-account token at /var/run/secrets/kubernetes.io/serviceaccount), then
+forks: the child is PID 1 of the new PID namespace, as in a container, mounts its own /proc and execs the
+container's command. The shim stays as the parent: it forwards signals to the child and exits with the
+child's status (128 + signal number when killed, as container runtimes report). If the shim dies, the kernel
+kills the child (parent-death signal), and when the child (PID 1) dies the kernel kills everything else in
+its PID namespace, so nothing a container started can outlive it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG = 1
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+    enc = [None if s is None else s.encode() for s in (source, target, fstype)]
+    check(libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), None), f"mount {source} on {target}")
+
+
+def die_with_parent() -> None:
+    parent = os.getppid()
+    check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os._exit(137)
+
+
+def main() -> None:
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    die_with_parent()
+    with open(f"/run/netns/{spec['netns']}") as ns:
+        check(libc.setns(ns.fileno(), CLONE_NEWNET), "setns")
+    check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    socket.sethostname(spec["hostname"])
+    for m in spec["mounts"]:
+        os.makedirs(m["target"], exist_ok=True)
+        mount(m["source"], m["target"], None, MS_BIND | MS_REC)
+        if m.get("readOnly"):
+            mount(None, m["target"], None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            die_with_parent()
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            os.chdir(spec["cwd"])
+            os.set_inheritable(write_end, False)
+            os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
+        except BaseException as exc:  # report why the container could not start, then fail like a runtime
+            os.write(write_end, f"{type(exc).__name__}: {exc}".encode())
+            os._exit(128)
+    os.close(write_end)
+    with open(spec["status_file"], "w") as f:
+        f.write(json.dumps({"pid": pid}))
+    for signum in FORWARDED:
+        signal.signal(signum, lambda s, _frame: os.kill(pid, s))
+    failure = b""
+    while chunk := os.read(read_end, 4096):  # closes on exec (close-on-exec) or on exit
+        failure += chunk
+    if failure:
+        with open(spec["status_file"], "w") as f:
+            f.write(json.dumps({"pid": pid, "startError": failure.decode(errors="replace")}))
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status))
+
+
+if __name__ == "__main__":
+    main()

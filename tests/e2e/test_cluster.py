@@ -1,0 +1,433 @@
+"""The local cluster behaves like Kubernetes where our operator depends on it: the real controllers
+(Deployment, ReplicaSet with pod-deletion-cost), Pod Security admission, CRD validation rules, in-cluster
+credentials in pods, the kubelet's restart and termination behaviour, and a clean teardown."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster import network
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.rest import ApiError, Rest
+
+pytestmark = pytest.mark.e2e
+
+# A small HTTP server: answers with its pod name, and on SIGTERM stops serving and exits 0.
+HTTP_SERVER = """
+import http.server, os, signal, threading
+name = os.environ["POD_NAME"]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = name.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), Handler)
+def stop(signum, frame):
+    print("got SIGTERM", flush=True)
+    threading.Thread(target=server.shutdown).start()
+signal.signal(signal.SIGTERM, stop)
+print("serving on", os.environ["POD_IP"], flush=True)
+server.serve_forever()
+print("exiting cleanly", flush=True)
+"""
+
+SLEEPER = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(3600)"
+
+RESTRICTED_CONTAINER = {
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+}
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.3)
+
+
+def container(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": "python:3.12-slim",
+        "command": ["python", "-c", script],
+        **RESTRICTED_CONTAINER,
+        **extra,
+    }
+
+
+def deployment(name: str, replicas: int, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        },
+    }
+
+
+def pods(rest: Rest, namespace: str, app: str) -> list[dict[str, Any]]:
+    return list(rest.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=f"app={app}")["items"])
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return pod["status"].get("phase") == "Running" and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in conditions
+    )
+
+
+def running_pods(rest: Rest, namespace: str, app: str, count: int) -> list[dict[str, Any]]:
+    def check() -> list[dict[str, Any]] | None:
+        current = pods(rest, namespace, app)
+        live = [p for p in current if not p["metadata"].get("deletionTimestamp")]
+        return live if len(current) == count and all(ready(p) for p in live) else None
+
+    return list(wait_until(f"{count} ready pods of {app}", check, timeout=90))
+
+
+def scale(rest: Rest, namespace: str, name: str, replicas: int) -> None:
+    rest.patch(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale", {"spec": {"replicas": replicas}}
+    )
+
+
+def _exactly(items: list[dict[str, Any]], count: int) -> list[dict[str, Any]] | None:
+    return items if len(items) == count else None
+
+
+def http_get(ip: str, port: int) -> str:
+    with urllib.request.urlopen(f"http://{ip}:{port}/", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_deployment_pods_get_own_ips_and_scale_in_terminates_gracefully(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    rest = cluster.rest
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
+    server = container(
+        "web", HTTP_SERVER, env=env, ports=[{"name": "http", "containerPort": 8080}], readinessProbe=probe
+    )
+    spec = {"containers": [server], "terminationGracePeriodSeconds": 20}
+    rest.create(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment("web", 3, spec))
+
+    started = running_pods(rest, namespace, "web", 3)
+    ips = {p["status"]["podIP"] for p in started}
+    assert len(ips) == 3
+    assert all(ipaddress.ip_address(ip) in cluster.slot.subnet for ip in ips)
+    for pod in started:
+        # every pod listens on the same port, each in its own network namespace
+        assert http_get(pod["status"]["podIP"], 8080) == pod["metadata"]["name"]
+
+    scale(rest, namespace, "web", 1)
+    remaining = wait_until("scale-in to 1 pod", lambda: _exactly(pods(rest, namespace, "web"), 1))
+    removed = {p["metadata"]["name"] for p in started} - {remaining[0]["metadata"]["name"]}
+    assert len(removed) == 2
+    for name in removed:
+        log = cluster.pod_log(namespace, name)
+        assert "got SIGTERM" in log
+        assert "exiting cleanly" in log
+        ended = cluster.pod_terminations(namespace, name)["web"]
+        assert ended["exitCode"] == 0
+        assert not ended["killedAtDeadline"]
+
+
+def test_scale_in_removes_the_pods_with_the_lowest_deletion_cost(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    rest = cluster.rest
+    spec = {"containers": [container("sleeper", SLEEPER)], "terminationGracePeriodSeconds": 5}
+    rest.create(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment("cost", 4, spec))
+    names = sorted(p["metadata"]["name"] for p in running_pods(rest, namespace, "cost", 4))
+    costs = dict(zip(names, [100, -50, 300, 10], strict=True))
+    for name, cost in costs.items():
+        rest.patch(
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            {"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": str(cost)}}},
+        )
+
+    scale(rest, namespace, "cost", 2)
+
+    def survivors() -> set[str] | None:
+        current = [p for p in pods(rest, namespace, "cost") if not p["metadata"].get("deletionTimestamp")]
+        return {p["metadata"]["name"] for p in current} if len(current) == 2 else None
+
+    assert wait_until("scale-in to 2 pods", survivors) == {n for n, c in costs.items() if c >= 100}
+
+
+def test_restricted_namespace_rejects_privileged_pod_and_admits_compliant_one(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    privileged = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged"},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "python:3.12-slim", "securityContext": {"privileged": True}}
+            ]
+        },
+    }
+    with pytest.raises(ApiError) as rejected:
+        cluster.rest.create(f"/api/v1/namespaces/{namespace}/pods", privileged)
+    assert rejected.value.status == 403
+    assert 'violates PodSecurity "restricted:latest"' in str(rejected.value)
+    assert "privileged" in str(rejected.value)
+
+    compliant = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "compliant"},
+        "spec": {"containers": [container("c", SLEEPER)], "terminationGracePeriodSeconds": 5},
+    }
+    cluster.rest.create(f"/api/v1/namespaces/{namespace}/pods", compliant)
+    wait_until(
+        "the compliant pod to run",
+        lambda: ready(cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods/compliant")),
+    )
+
+
+CEL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.e2e.taskpool.dev"},
+    "spec": {
+        "group": "e2e.taskpool.dev",
+        "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "minReplicas": {"type": "integer", "minimum": 0},
+                                    "maxReplicas": {"type": "integer", "minimum": 1},
+                                },
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.minReplicas <= self.maxReplicas",
+                                        "message": "minReplicas must not exceed maxReplicas",
+                                    }
+                                ],
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_crd_validation_rule_rejects_invalid_object(cluster: LocalCluster, namespace: str) -> None:
+    rest = cluster.rest
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    rest.create(crds, CEL_CRD)
+    try:
+
+        def established() -> bool:
+            conditions = (
+                rest.get(f"{crds}/gadgets.e2e.taskpool.dev").get("status", {}).get("conditions") or []
+            )
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        wait_until("the CRD to be established", established)
+        path = f"/apis/e2e.taskpool.dev/v1/namespaces/{namespace}/gadgets"
+
+        def gadget(name: str, low: int, high: int) -> dict[str, Any]:
+            return {
+                "apiVersion": "e2e.taskpool.dev/v1",
+                "kind": "Gadget",
+                "metadata": {"name": name},
+                "spec": {"minReplicas": low, "maxReplicas": high},
+            }
+
+        # the discovery of a new CRD takes a moment; creating the valid one first waits for it
+        wait_until("the Gadget API to serve", lambda: _created(rest, path, gadget("valid", 1, 3)))
+        with pytest.raises(ApiError) as rejected:
+            rest.create(path, gadget("invalid", 5, 2))
+        assert rejected.value.status == 422
+        assert "minReplicas must not exceed maxReplicas" in str(rejected.value)
+    finally:
+        rest.delete(f"{crds}/gadgets.e2e.taskpool.dev")
+
+
+def _created(rest: Rest, path: str, body: dict[str, Any]) -> bool:
+    try:
+        rest.create(path, body)
+    except ApiError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_pod_reaches_the_api_with_in_cluster_credentials(cluster: LocalCluster, namespace: str) -> None:
+    rest = cluster.rest
+    rest.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        },
+    )
+    rest.create(
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        {
+            "metadata": {"name": "pod-reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+        },
+    )
+    script = (
+        "import os; from kubernetes import client, config; config.load_incluster_config(); "
+        "pod = client.CoreV1Api().read_namespaced_pod(os.environ['HOSTNAME'], os.environ['NS']); "
+        "print('in-cluster read', pod.metadata.name, pod.status.pod_ip)"
+    )
+    env = [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "incluster"},
+        "spec": {"restartPolicy": "Never", "containers": [container("c", script, env=env)]},
+    }
+    rest.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    path = f"/api/v1/namespaces/{namespace}/pods/incluster"
+    wait_until("the pod to finish", lambda: rest.get(path)["status"].get("phase") in ("Succeeded", "Failed"))
+    phase = rest.get(path)["status"]
+    log = cluster.pod_log(namespace, "incluster")
+    assert phase["phase"] == "Succeeded", log
+    assert f"in-cluster read incluster {phase['podIP']}" in log
+
+
+def test_crashing_container_restarts_and_unmapped_image_fails_to_pull(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    rest = cluster.rest
+    crasher = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "crasher"},
+        "spec": {"containers": [container("c", "import sys; print('crashing'); sys.exit(3)")]},
+    }
+    unmapped = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "unmapped"},
+        "spec": {"containers": [{**container("c", SLEEPER), "image": "example.com/not-mapped:1"}]},
+    }
+    rest.create(f"/api/v1/namespaces/{namespace}/pods", crasher)
+    rest.create(f"/api/v1/namespaces/{namespace}/pods", unmapped)
+
+    def status(name: str) -> dict[str, Any]:
+        statuses = rest.get(f"/api/v1/namespaces/{namespace}/pods/{name}")["status"].get("containerStatuses")
+        return dict(statuses[0]) if statuses else {}
+
+    restarted = wait_until(
+        "a restart of the crashing container", lambda: status("crasher").get("restartCount", 0) >= 1
+    ) and status("crasher")
+    assert restarted["lastState"]["terminated"]["exitCode"] == 3
+    assert wait_until(
+        "the back-off",
+        lambda: status("crasher")["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff",
+    )
+    assert cluster.pod_log(namespace, "crasher").count("crashing") >= 2
+
+    waiting = wait_until("the pull failure", lambda: status("unmapped").get("state", {}).get("waiting"))
+    assert waiting["reason"] == "ErrImagePull"
+    assert "example.com/not-mapped:1" in waiting["message"]
+
+
+def _alive(pid: int, cmdline_hint: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return cmdline_hint in cmdline
+
+
+def test_teardown_leaves_no_process_behind() -> None:
+    # A separate cluster: the session one must stay up for the other tests.
+    with LocalCluster.start(nodes=1) as own:
+        namespace = own.create_namespace("teardown-")
+        # A pod whose main process ignores SIGTERM and has a child: only a kill of the whole pod ends both.
+        script = (
+            "import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "subprocess.Popen(['sleep', '3600']); print('started', flush=True); time.sleep(3600)"
+        )
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "stubborn"},
+            "spec": {"containers": [container("c", script)], "terminationGracePeriodSeconds": 60},
+        }
+        own.rest.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+        wait_until(
+            "the stubborn pod to run",
+            lambda: ready(own.rest.get(f"/api/v1/namespaces/{namespace}/pods/stubborn")),
+        )
+        wait_until("the pod's output", lambda: "started" in own.pod_log(namespace, "stubborn"))
+        folder = own.pod_folder(namespace, "stubborn")
+        container_pid = json.loads((folder / "c.0.start").read_text())["pid"]
+        child_pids = [
+            int(p) for p in Path(f"/proc/{container_pid}/task/{container_pid}/children").read_text().split()
+        ]
+        assert child_pids
+        processes = {c.proc.pid: c.name for c in own.components}
+        processes[container_pid] = "python"
+        processes.update({pid: "sleep" for pid in child_pids})
+        slot = own.slot
+        state_dir = own.state_dir
+        assert all(
+            _alive(pid, hint if hint != "node-agent" else "node_agent") for pid, hint in processes.items()
+        )
+
+    left = {
+        pid: hint
+        for pid, hint in processes.items()
+        if _alive(pid, hint if hint != "node-agent" else "node_agent")
+    }
+    assert left == {}
+    assert not any(
+        line.startswith(slot.netns(0)[:-1]) for line in network.ip("netns", "list").stdout.splitlines()
+    )
+    assert network.ip("link", "show", slot.bridge, check=False).returncode != 0
+    assert not state_dir.exists()
+    assert os.path.exists("/proc/self")  # sanity: /proc is readable, so the checks above were meaningful

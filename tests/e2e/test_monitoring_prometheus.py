@@ -1,0 +1,352 @@
+"""Every dashboard query and every rule returns data in a real Prometheus scraping a real operator and worker.
+
+Debian's Prometheus (2.42) scrapes, every second:
+- the operator, `taskpool-operator run` against the local cluster (tests/cluster), watching a namespace
+  with two pools: `shop` on a real PostgreSQL with a workload (successes, failures, a backlog) and
+  `broken`, whose Secret names a database that does not exist (probe errors, an unreachable database);
+- a worker runtime, `manage.py taskpool_worker` on the same database as a local process, with the labels a
+  PodMonitor would add (`namespace`, `pool`, `pod`) set by the scrape config.
+It loads monitoring/rules/taskpool.rules.yaml. Then every panel query (Grafana variables substituted), every
+variable query, every recording rule and every alert's expression (in its `bool` form, see `alert_inputs`)
+goes through Prometheus' HTTP API, and each must return data. Both expositions must pass `promtool check
+metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitoring import config, generate, rules
+from tests.cluster.control_plane import LocalCluster
+from tests.support import postgres
+from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, free_port, task_rows, wait_until
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE_INTERVAL = "15s"
+POOL = "shop"
+BROKEN_POOL = "broken"
+WORKER_POD = "shop-workers-local-0"
+COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
+
+
+# --- Prometheus -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prometheus:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=30) as response:
+            body = json.loads(response.read())
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def range_query(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        data = self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step="1s")
+        return list(data["result"])
+
+    def instant_query(self, expr: str, at: float) -> list[dict[str, Any]]:
+        return list(self.api("query", query=expr, time=f"{at:.3f}")["result"])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def prometheus_config(operator_port: int, worker_port: int, namespace: str) -> dict[str, Any]:
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(ROOT / generate.RULE_FILE)],
+        "scrape_configs": [
+            {
+                # As the chart's ServiceMonitor: the operator sets `namespace` itself (honorLabels).
+                "job_name": "taskpool-operator",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"]}],
+            },
+            {
+                # As the chart's PodMonitor: namespace, pod and pool (from the pod label taskpool.dev/pool).
+                "job_name": "taskpool-workers",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{worker_port}"],
+                        "labels": {"namespace": namespace, "pool": POOL, "pod": WORKER_POD},
+                    }
+                ],
+            },
+        ],
+    }
+
+
+@pytest.fixture
+def start_prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
+    """Starts Debian's Prometheus on a free loopback port with a throwaway storage folder."""
+    started: list[Prometheus] = []
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus is missing: run scripts/install-system-deps.sh"
+
+    def start(configuration: dict[str, Any]) -> Prometheus:
+        config_path = tmp_path / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(configuration))
+        port = free_port()
+        log_path = tmp_path / "prometheus.log"
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        prometheus = Prometheus(f"http://127.0.0.1:{port}", process, log_path)
+        started.append(prometheus)
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"prometheus exited ({process.returncode}):\n{prometheus.log()}")
+            try:
+                with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 60, "prometheus to be ready", interval=0.2)
+        return prometheus
+
+    yield start
+    for prometheus in started:
+        prometheus.process.terminate()
+        try:
+            prometheus.process.wait(30)
+        except subprocess.TimeoutExpired:
+            prometheus.process.kill()
+            prometheus.process.wait()
+
+
+# --- the operator on the local cluster --------------------------------------------------------------------
+
+
+@dataclass
+class OperatorRun:
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+    log_path: Path
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def operator_run(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorRun]:
+    """`taskpool-operator run` watching `namespace` of the local cluster, as a local process."""
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "operator/taskpool_operator/crd.yaml"))
+    metrics_port, liveness_port = free_port(), free_port()
+    log_path = tmp_path / "operator.log"
+    binary = Path(sys.executable).parent / "taskpool-operator"
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "run",
+            "--namespace",
+            namespace,
+            f"--metrics-port={metrics_port}",
+            f"--liveness-port={liveness_port}",
+        ],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        cwd=ROOT / "operator",
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    run = OperatorRun(process, metrics_port, log_path)
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"operator exited ({process.returncode}):\n{run.log()}")
+        try:
+            return config.OPERATOR_BUILD_INFO in run.metrics()
+        except OSError:
+            return False
+
+    wait_until(serving, 60, "the operator's /metrics", interval=0.2)
+    yield run
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def pool_manifests(namespace: str, name: str, database_url: str) -> list[dict[str, Any]]:
+    secret = f"{name}-db"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret, "namespace": namespace},
+            "stringData": {"DATABASE_URL": database_url},
+        },
+        {
+            "apiVersion": "taskpool.dev/v1alpha1",
+            "kind": "TaskWorkerPool",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "queues": ["*"],
+                "database": {"secretName": secret},
+                "scaling": {"minReplicas": 0, "maxReplicas": 1, "pollInterval": "1s"},
+                "worker": {"image": "ghcr.io/taskpool/taskpool-worker:0.1.0"},
+            },
+        },
+    ]
+
+
+# --- the queries ---------------------------------------------------------------------------------------
+
+
+def substitute(expr: str, namespace: str, range_seconds: int) -> str:
+    """A panel query as Grafana would send it: variables and interval macros replaced."""
+    concrete = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", f"{range_seconds}s")
+    concrete = concrete.replace("$namespace", namespace)  # [a-z0-9-]: nothing to escape
+    return re.sub(r"\$(pool|queue|task)\b", ".*", concrete)
+
+
+def alert_inputs(expr: str) -> str:
+    """An alert expression that returns every series it looks at, firing or not: each comparison gets the
+    `bool` modifier (0/1 instead of a filter) and `absent(x)` becomes `count(x)`. Data here means every input
+    of the alert exists under a real workload, so the alert can fire when its condition holds."""
+    parts = re.split(r"(\{[^}]*\})", expr.replace("absent(", "count("))  # label matchers stay as they are
+    return "".join(part if part.startswith("{") else COMPARISON.sub(r"\1 bool", part) for part in parts)
+
+
+def has_data(result: list[dict[str, Any]]) -> bool:
+    values = [v for series in result for _, v in series.get("values", [series.get("value", (0, "NaN"))])]
+    return any(math.isfinite(float(v)) for v in values)
+
+
+def test_alert_inputs_keeps_matchers_and_turns_every_comparison_into_bool() -> None:
+    assert alert_inputs('x{a="b", c!="d", e=~"f"} > 3') == 'x{a="b", c!="d", e=~"f"} > bool 3'
+    assert alert_inputs("a >= 1 and b == 0") == "a >= bool 1 and b == bool 0"
+    assert alert_inputs("absent(up)") == "count(up)"
+
+
+def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
+    cluster: LocalCluster,
+    namespace: str,
+    operator_run: OperatorRun,
+    migrated_database: MigratedDatabase,
+    postgres_admin_dsn: str,
+    worker_runs: Callable[..., WorkerRun],
+    start_prometheus: Callable[[dict[str, Any]], Prometheus],
+    tmp_path: Path,
+) -> None:
+    db = migrated_database
+    missing_db = postgres.to_url(postgres.with_database(postgres_admin_dsn, "taskpool_does_not_exist"))
+    manifests = pool_manifests(namespace, POOL, db.url) + pool_manifests(namespace, BROKEN_POOL, missing_db)
+    (tmp_path / "pools.yaml").write_text(yaml.safe_dump_all(manifests))
+
+    worker = worker_runs(db.url, "--queue-name=*", "--concurrency=2", env={"POD_NAME": WORKER_POD})
+    worker.wait_ready(processes=2)
+    prometheus = start_prometheus(prometheus_config(operator_run.metrics_port, worker.port, namespace))
+    start = time.time()
+    cluster.kubectl("apply", "-f", str(tmp_path / "pools.yaml"))
+    wait_until(
+        lambda: prometheus.instant_query(config.MAX_REPLICAS, time.time()),
+        60,
+        "the pools' series in Prometheus",
+    )
+
+    # A backlog that takes the two worker processes about 15 s to drain, with successes and failures.
+    ids = enqueue(db.url, "slow", count=100, duration=0.3)
+    ids += enqueue(db.url, "flaky", count=40, failure_rate=0.4)
+    ids += enqueue(db.url, "email", count=10)
+    wait_until(
+        lambda: all(task_rows(db.dsn)[i]["status"] in {"SUCCESSFUL", "FAILED"} for i in ids),
+        180,
+        "the workload to finish",
+    )
+    # Enough scrapes and rule evaluations after the last task for rates and recorded series.
+    time.sleep(20)
+    end = time.time()
+    window = math.ceil(end - start)
+
+    # Both expositions are clean.
+    for name, exposition in (("operator", operator_run.metrics()), ("worker", worker.get("/metrics")[1])):
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == 0, f"{name}: {checked.stdout}{checked.stderr}"
+        assert checked.stdout.strip() == "", f"{name}: {checked.stdout}"  # no lint findings either
+
+    targets = prometheus.api("targets")["activeTargets"]
+    assert {t["labels"]["job"]: t["health"] for t in targets} == {
+        "taskpool-operator": "up",
+        "taskpool-workers": "up",
+    }, targets
+    groups = prometheus.api("rules")["groups"]
+    loaded = [r for g in groups for r in g["rules"]]
+    assert len(loaded) == len(config.RECORDING_RULES) + len(config.ALERTS)
+    assert [r["name"] for r in loaded if r["health"] != "ok"] == [], loaded
+
+    empty: list[str] = []
+    for dashboard in config.DASHBOARDS:
+        for variable in dashboard.variables:
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable.query)
+            assert match, variable.query
+            selector, label = substitute(match.group(1), namespace, window), match.group(2)
+            values = prometheus.api(f"label/{label}/values", **{"match[]": selector})
+            if not values:
+                empty.append(f"{dashboard.uid} variable {variable.name}: {variable.query}")
+        for panel in dashboard.panels:
+            for query in panel.queries:
+                expr = substitute(query.expr, namespace, window)
+                if panel.kind in {"table", "stat"}:
+                    result = prometheus.instant_query(expr, end)
+                else:
+                    result = prometheus.range_query(expr, start, end)
+                if not has_data(result):
+                    empty.append(f"{dashboard.uid} / {panel.title}: {expr}")
+    for recording in config.RECORDING_RULES:
+        for expr in (recording.expr, recording.record):
+            if not has_data(prometheus.range_query(expr, start, end)):
+                empty.append(f"recording rule {recording.record}: {expr}")
+    for alert_rule in rules.rule_groups()[1]["rules"]:
+        expr = alert_inputs(alert_rule["expr"])
+        if not has_data(prometheus.range_query(expr, start, end)):
+            empty.append(f"alert {alert_rule['alert']}: {expr}")
+    assert empty == [], (
+        "queries without data:\n" + "\n".join(empty) + f"\noperator log:\n{operator_run.log()[-3000:]}"
+    )
+
+    # The workload is what the dashboards say: the broken pool is unreachable, the shop pool saw failures.
+    reachable = prometheus.instant_query(f"{config.DATABASE_REACHABLE}", end)
+    assert {r["metric"]["pool"]: r["value"][1] for r in reachable} == {POOL: "1", BROKEN_POOL: "0"}
+    failed = prometheus.instant_query(f'sum({config.FINISHED}{{outcome="failed"}})', end)
+    assert 0 < float(failed[0]["value"][1]) < 40

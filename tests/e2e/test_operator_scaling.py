@@ -1,0 +1,277 @@
+"""The operator on a real control plane: Deployment, scaling with a real queue, database trouble, cleanup.
+
+The operator runs as a local process (`taskpool-operator run`) against the local cluster; worker pods run the
+demo project's `taskpool_worker` as local processes (tests/cluster/images.py) on a migrated test database.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from taskpool_operator import objects
+from tests.cluster.control_plane import LocalCluster
+from tests.e2e import operator_harness as h
+from tests.e2e.operator_harness import OperatorProcess
+from tests.support import postgres
+from tests.support.django_db import MigratedDatabase
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def crd_installed(cluster: LocalCluster) -> None:
+    h.install_crd(cluster)
+
+
+@pytest.fixture
+def operator(cluster: LocalCluster, namespace: str, crd_installed: None) -> Iterator[OperatorProcess]:
+    with h.running_operator(cluster, namespace, "--log-level", "debug") as running:
+        yield running
+
+
+@pytest.fixture
+def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase) -> MigratedDatabase:
+    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
+    return migrated_database
+
+
+def _events(cluster: LocalCluster, namespace: str, pool: str, reason: str) -> list[dict]:
+    return [e for e in h.events(cluster, namespace, pool) if e["reason"] == reason]
+
+
+def test_pool_owns_a_restricted_worker_deployment(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    pool = h.create_pool(
+        cluster, namespace, h.pool_manifest("shop", "db", queues=["emails"], scaling={"minReplicas": 1})
+    )
+    deployment = h.wait_until(
+        lambda: h.get_deployment(cluster, namespace, "shop-workers"), 30, "the worker Deployment"
+    )
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]
+    assert deployment["spec"]["replicas"] == 1
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["labels"]["taskpool.dev/pool"] == "shop"
+    (worker,) = template["spec"]["containers"]
+    assert worker["command"][:4] == ["python", "manage.py", "taskpool_worker", "--no-reload"]
+    assert worker["command"][worker["command"].index("--queue-name") + 1] == "emails"
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "DATABASE_URL"}
+    assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+
+    # The namespace enforces Pod Security "restricted": the pod exists only if the template complies.
+    ready = h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, "shop").get("status", {}).get("readyReplicas") or 0) >= 1,
+        120,
+        "a ready worker pod",
+    )
+    assert ready
+    status = h.wait_until(
+        lambda: (
+            h.condition(h.get_pool(cluster, namespace, "shop"), "Ready").get("status") == "True"
+            and h.get_pool(cluster, namespace, "shop")["status"]
+        ),
+        60,
+        "the pool to be Ready",
+    )
+    assert status["selector"] == objects.selector_string("shop")
+    assert status["observedGeneration"] == pool["metadata"]["generation"]
+    assert h.condition(h.get_pool(cluster, namespace, "shop"), "DatabaseReachable")["status"] == "True"
+    # Backlog metrics come from the operator, not from workers.
+    assert re.search(
+        rf'taskpool_queue_ready_tasks\{{namespace="{namespace}",pool="shop",queue="emails"\}} 0',
+        operator.metrics(),
+    )
+
+    # A manual edit of the Deployment is undone.
+    cluster.rest.patch(
+        h.deployment_path(namespace, "shop-workers"),
+        {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 7}}}},
+    )
+    h.wait_until(
+        lambda: (
+            h.get_deployment(cluster, namespace, "shop-workers")["spec"]["template"]["spec"][
+                "terminationGracePeriodSeconds"
+            ]
+            == 330
+        ),
+        30,
+        "the operator to restore the Deployment",
+    )
+
+    # A spec change rolls out, keeping the replicas the operator chose.
+    cluster.rest.patch(h.pools_path(namespace, "shop"), {"spec": {"worker": {"concurrency": 2}}})
+    h.wait_until(
+        lambda: (
+            "2"
+            in h.get_deployment(cluster, namespace, "shop-workers")["spec"]["template"]["spec"]["containers"][
+                0
+            ]["command"]
+        ),
+        30,
+        "the new concurrency in the pod template",
+    )
+
+    # Deleting the pool deletes its Deployment (owner references) and the operator lets it go (finalizer).
+    cluster.rest.delete(h.pools_path(namespace, "shop"))
+    h.wait_until(
+        lambda: h.get_deployment(cluster, namespace, "shop-workers") is None, 60, "the Deployment to go"
+    )
+    assert operator.process.poll() is None
+
+
+def test_replicas_follow_the_queue_up_and_back_to_min(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    poll_s = 2.0
+    h.create_pool(
+        cluster,
+        namespace,
+        h.pool_manifest(
+            "burst",
+            "db",
+            scaling={
+                "minReplicas": 0,
+                "maxReplicas": 3,
+                "tasksPerReplica": 10,
+                "pollInterval": f"{poll_s:g}s",
+                "scaleDownStabilization": "4s",
+                "scaleToZeroAfter": "6s",
+            },
+            worker={
+                "concurrency": 2,
+                "interval": "200ms",
+                "shutdownTimeout": "20s",
+                "terminationGracePeriodSeconds": 30,
+            },
+        ),
+    )
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 0, 30, "the Deployment at 0")
+
+    h.enqueue(database.url, 100, "slow", "--duration", "0.3", "--queue", "default")
+    # 100 tasks at 10 per replica want 10 pods; maxReplicas caps them at 3: one decision gets there.
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 3, 30, "3 replicas")
+    reacted_s = time.time() - h.last_enqueued_at(database.dsn)
+    assert reacted_s <= 2 * poll_s, f"took {reacted_s:.1f}s (two poll intervals are {2 * poll_s:g}s)"
+    scaled_up = _events(cluster, namespace, "burst", "ScaledUp")
+    assert scaled_up, "no ScaledUp event"
+    assert "scaling up from 0 to 3" in scaled_up[0]["message"], scaled_up
+    pool = h.get_pool(cluster, namespace, "burst")
+    assert h.condition(pool, "ScalingLimited")["reason"] == "TooManyReplicas"
+    assert re.search(
+        rf'taskpool_pool_desired_replicas\{{namespace="{namespace}",pool="burst"\}} 3', operator.metrics()
+    )
+
+    # The workers drain the queue, then the pool scales back to zero after the idle period.
+    h.wait_until(lambda: h.task_counts(database.dsn).get("SUCCESSFUL") == 100, 240, "every task to succeed")
+    h.wait_until(
+        lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 0, 60, "the scale back to zero"
+    )
+    counts = h.task_counts(database.dsn)
+    assert counts == {"SUCCESSFUL": 100}, counts  # no worker was stopped in the middle of a task
+    assert _events(cluster, namespace, "burst", "ScaledDown")
+    status = h.get_pool(cluster, namespace, "burst")["status"]
+    assert (status["readyTasks"], status["runningTasks"], status["desiredReplicas"]) == (0, 0, 0)
+    assert "lastScaleTime" in status
+
+
+def test_database_trouble_holds_replicas_and_recovers(
+    cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    h.create_pool(
+        cluster,
+        namespace,
+        h.pool_manifest("held", "missing", scaling={"minReplicas": 1, "pollInterval": "1s"}),
+    )
+    pool = h.wait_until(
+        lambda: (
+            (p := h.get_pool(cluster, namespace, "held"))
+            and h.condition(p, "DatabaseReachable").get("reason") == "SecretNotFound"
+            and p
+        ),
+        30,
+        "DatabaseReachable=False (SecretNotFound)",
+    )
+    assert h.condition(pool, "DatabaseReachable")["status"] == "False"
+    assert h.condition(pool, "Ready")["status"] == "False"
+    assert h.spec_replicas(cluster, namespace, "held-workers") == 1
+
+    # A wrong DSN (with a password): the condition says so, the message never carries it, replicas stay.
+    params = {k: v for k, v in conninfo_to_dict(migrated_database.dsn).items() if v is not None}
+    params.update(dbname="no_such_database", password="not-the-Passw0rd")
+    wrong = postgres.to_url(make_conninfo(**params))
+    h.create_dsn_secret(cluster, namespace, "missing", wrong)
+    h.enqueue(migrated_database.url, 50, "noop")
+    pool = h.wait_until(
+        lambda: (
+            (p := h.get_pool(cluster, namespace, "held"))
+            and h.condition(p, "DatabaseReachable").get("reason") == "ConnectFailed"
+            and p
+        ),
+        30,
+        "DatabaseReachable=False (ConnectFailed)",
+    )
+    message = h.condition(pool, "DatabaseReachable")["message"]
+    assert "not-the-Passw0rd" not in message
+    time.sleep(3)  # several polls with the database unreadable
+    assert h.spec_replicas(cluster, namespace, "held-workers") == 1
+    assert len(_events(cluster, namespace, "held", "ConnectFailed")) == 1  # one Event per transition
+    assert len(_events(cluster, namespace, "held", "SecretNotFound")) == 1
+
+    # Fixing the Secret is enough: the operator recovers by itself.
+    h.create_dsn_secret(cluster, namespace, "missing", migrated_database.url)
+    h.wait_until(
+        lambda: (
+            h.condition(h.get_pool(cluster, namespace, "held"), "DatabaseReachable").get("status") == "True"
+        ),
+        30,
+        "DatabaseReachable=True",
+    )
+    h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, "held")["status"].get("readyTasks") or 0) > 0,
+        30,
+        "the backlog",
+    )
+    for text in (h.get_pool(cluster, namespace, "held")["status"].__repr__(), operator.log_text()):
+        assert "not-the-Passw0rd" not in text
+    assert operator.process.poll() is None
+
+
+def test_tasks_of_a_killed_worker_are_reported_as_orphans(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    h.create_pool(
+        cluster,
+        namespace,
+        h.pool_manifest("orphans", "db", scaling={"minReplicas": 1, "maxReplicas": 1, "pollInterval": "1s"}),
+    )
+    h.enqueue(database.url, 1, "slow", "--duration", "120", "--queue", "default")
+    h.wait_until(
+        lambda: h.get_pool(cluster, namespace, "orphans").get("status", {}).get("runningTasks") == 1,
+        120,
+        "the task to run",
+    )
+    (pod,) = cluster.rest.get(
+        f"/api/v1/namespaces/{namespace}/pods", labelSelector=objects.selector_string("orphans")
+    )["items"]
+    # Like a node failure or SIGKILL: no chance to finish or fail the task.
+    cluster.kubectl("-n", namespace, "delete", "pod", pod["metadata"]["name"], "--grace-period=0", "--force")
+    status = h.wait_until(
+        lambda: (
+            (s := h.get_pool(cluster, namespace, "orphans").get("status", {})).get("orphanedTasks") == 1 and s
+        ),
+        60,
+        "orphanedTasks=1",
+    )
+    assert status["orphanedTasks"] == 1
+    (warning,) = _events(cluster, namespace, "orphans", "OrphanedTasks")
+    assert warning["type"] == "Warning"
+    assert pod["metadata"]["name"] in warning["message"]
+    assert re.search(
+        rf'taskpool_pool_orphaned_tasks\{{namespace="{namespace}",pool="orphans"\}} 1', operator.metrics()
+    )

@@ -1,0 +1,98 @@
+"""The API server rejects bad TaskWorkerPools (the CRD's schema and CEL rules) with readable messages."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.rest import ApiError
+from tests.e2e import operator_harness as h
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def crd_installed(cluster: LocalCluster) -> None:
+    h.install_crd(cluster)
+
+
+def _with(changes: dict[str, Any]) -> dict[str, Any]:
+    manifest = h.pool_manifest("checked", "db")
+    for path, value in changes.items():
+        target = manifest
+        *parents, leaf = path.split(".")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return manifest
+
+
+def test_a_valid_pool_is_stored_with_its_defaults(
+    cluster: LocalCluster, namespace: str, crd_installed: None
+) -> None:
+    stored = h.create_pool(cluster, namespace, h.pool_manifest("valid", "db"))
+    spec = stored["spec"]
+    assert spec["backend"] == "default"
+    assert spec["database"]["key"] == "DATABASE_URL"
+    assert spec["scaling"]["enabled"] is True
+    assert spec["scaling"]["pollInterval"] == "5s"
+    assert spec["worker"]["concurrency"] == 1
+    assert spec["worker"]["metricsPort"] == 9100
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"spec.scaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas must be less than or equal to"),
+        ({"spec.queues": []}, "spec.queues"),
+        ({"spec.queues": ["default", "*"]}, 'either ["*"] or a list of queue names'),
+        ({"spec.queues": ["q" * 33]}, "Too long"),
+        ({"spec.excludeQueues": ["slow"]}, 'excludeQueues is only allowed together with queues ["*"]'),
+        ({"spec.scaling": {"pollInterval": "5"}}, "spec.scaling.pollInterval"),
+        ({"spec.scaling": {"pollInterval": "100ms"}}, "pollInterval must be between 1s and 5m"),
+        ({"spec.scaling": {"scaleDownStabilization": "one minute"}}, "scaleDownStabilization"),
+        ({"spec.worker.shutdownTimeout": "10 s"}, "shutdownTimeout"),
+        ({"spec.database": {"secretName": "db", "password": "hunter2"}}, "inline database credentials"),
+        (
+            {"spec.database": {"secretName": "db", "dsn": "postgresql://u:p@h/d"}},
+            "inline database credentials",
+        ),
+        (
+            {"spec.worker.env": [{"name": "BROKER", "value": "postgresql://app:s3cret@db:5432/app"}]},
+            "must not carry credentials",
+        ),
+        ({"spec.worker.env": [{"name": "DATABASE_URL", "value": "x"}]}, "set by the operator"),
+        ({"spec.replicas": 3}, "only allowed when spec.scaling.enabled is false"),
+        (
+            {"spec.worker.shutdownTimeout": "60s", "spec.worker.terminationGracePeriodSeconds": 62},
+            "must exceed worker.shutdownTimeout",
+        ),
+        ({"metadata.name": "a" * 36}, "metadata.name"),
+    ],
+)
+def test_invalid_pools_are_rejected(
+    cluster: LocalCluster, namespace: str, crd_installed: None, changes: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ApiError) as rejected:
+        h.create_pool(cluster, namespace, _with(changes))
+    assert rejected.value.status == 422
+    message = rejected.value.body.get("message", "")
+    assert expected in message, message
+    assert "hunter2" not in message
+
+
+def test_manual_replicas_through_the_scale_subresource(
+    cluster: LocalCluster, namespace: str, crd_installed: None
+) -> None:
+    manifest = copy.deepcopy(h.pool_manifest("manual", "db", scaling={"enabled": False}, replicas=1))
+    h.create_pool(cluster, namespace, manifest)
+    cluster.kubectl("-n", namespace, "scale", "twp/manual", "--replicas=3")
+    assert h.get_pool(cluster, namespace, "manual")["spec"]["replicas"] == 3
+
+    h.create_pool(cluster, namespace, h.pool_manifest("auto", "db"))
+    refused = cluster.kubectl("-n", namespace, "scale", "twp/auto", "--replicas=3", check=False)
+    assert refused.returncode != 0
+    assert "only allowed when spec.scaling.enabled is false" in refused.stderr

@@ -1,0 +1,87 @@
+"""Bad flags and bad environments: a clear message and a non-zero exit, never a traceback wall."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from tests.support import postgres
+from tests.support.django_db import DJANGO_DIR, MigratedDatabase, django_env, manage
+
+pytestmark = pytest.mark.integration
+
+# Never reached by the parser errors: they fail before any connection.
+UNUSED_URL = "postgresql://user:hunter2@127.0.0.1:9/nothing"
+
+
+def worker(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = django_env(database_url, **env)
+    return subprocess.run(
+        manage("taskpool_worker", "--metrics-port=0", *args),
+        env=environment,
+        cwd=DJANGO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency=0"], "--concurrency: must be between 1 and 256"),
+        (["--concurrency=two"], "--concurrency: must be a whole number"),
+        (["--interval=-1"], "--interval: Must be zero or greater"),
+        (["--max-tasks=0"], "--max-tasks: Must be greater than zero"),
+        (["--shutdown-timeout=0"], "--shutdown-timeout: must be greater than zero"),
+        (["--metrics-port=70000"], "--metrics-port: must be between 0 and 65535"),
+        (["--backend=nope"], "--backend: The connection 'nope' doesn't exist"),
+        (["--log-format=xml"], "--log-format: invalid choice"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["--reload"], "never autoreloads"),
+        (["--queue-name=emails", "--exclude-queues=reports"], "--exclude-queues can only be used with"),
+        (["--worker-id= "], "--worker-id: must not be empty"),
+    ],
+)
+def test_bad_flags(args: list[str], message: str) -> None:
+    completed = worker(UNUSED_URL, *args)
+    assert completed.returncode != 0
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_unreachable_database_is_one_clear_line_without_the_password() -> None:
+    completed = worker("postgresql://user:hunter2@127.0.0.1:9/tasks")
+    assert completed.returncode == 1
+    assert "cannot reach database 'default' (tasks on 127.0.0.1:9)" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "hunter2" not in completed.stderr + completed.stdout
+
+
+def test_missing_database_url() -> None:
+    completed = worker("")
+    assert completed.returncode == 1
+    assert "DATABASE_URL is not set" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_unmigrated_database_says_to_migrate(empty_database: str) -> None:
+    completed = worker(postgres.to_url(empty_database))
+    assert completed.returncode == 1
+    assert "the task table django_tasks_database_dbtaskresult is missing" in completed.stderr
+    assert "run `manage.py migrate` first" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_metrics_port_in_use(migrated_database: MigratedDatabase) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = worker(migrated_database.url, f"--metrics-port={port}", "--metrics-address=127.0.0.1")
+    assert completed.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in completed.stderr
+    assert "Traceback" not in completed.stderr

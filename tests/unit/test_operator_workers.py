@@ -1,0 +1,33 @@
+"""Mapping worker ids back to the pods of a pool."""
+
+from __future__ import annotations
+
+from taskpool_operator import workers
+
+POD = "emails-workers-7d9f8c6b5d-x2k4q"
+
+
+def test_worker_ids_map_to_their_pod() -> None:
+    assert workers.pod_of_worker(f"{POD}-0") == POD
+    assert workers.pod_of_worker(f"{POD}-12") == POD
+
+
+def test_only_this_pools_pods_are_claimed() -> None:
+    assert workers.is_pool_worker("emails", f"{POD}-3")
+    # A pool whose name extends this one's owns a different Deployment.
+    assert not workers.is_pool_worker("emails", "emails-workers-a-workers-7d9f8c6b5d-x2k4q-0")
+    assert workers.is_pool_worker("emails-workers-a", "emails-workers-a-workers-7d9f8c6b5d-x2k4q-0")
+    # db_worker's own random ids and ids without a process index are not pool workers.
+    assert not workers.is_pool_worker("emails", "3f2a9c1d0b8e4f6a7c5d2e1b0a9f8e7d")
+    assert not workers.is_pool_worker("emails", POD)
+
+
+def test_busy_pods() -> None:
+    other = "emails-workers-7d9f8c6b5d-abcde"
+    assert workers.busy_pods([f"{POD}-0", f"{POD}-1", None, "gone-0"], {POD, other}) == {POD}
+
+
+def test_orphans_are_ids_of_this_pool_without_a_live_pod() -> None:
+    gone = "emails-workers-7d9f8c6b5d-zzzzz-0"
+    foreign = "reports-workers-7d9f8c6b5d-zzzzz-0"
+    assert workers.orphaned_worker_ids("emails", [f"{POD}-0", gone, foreign, None], {POD}) == {gone}
