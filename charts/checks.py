@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Renders the chart and validates what it renders: the library behind `make lint-schemas` and the chart tests.
+"""Renders the chart and validates the result: the library behind `make lint-schemas` and the chart tests.
 
-    python charts/checks.py validate   render every values file in charts/taskpool/ci/ and validate the
-                                       manifests against every supported Kubernetes version (strict schemas);
-                                       TaskWorkerPools against the CRD's own schema
-    python charts/checks.py render DIR render the same manifests into DIR (one file per values file), for checkov
+python charts/checks.py validate   render every values file in charts/taskpool/ci/ and validate the
+                                   manifests against every supported Kubernetes version (strict schemas);
+                                   TaskWorkerPools against the CRD's own schema
+python charts/checks.py render DIR render the same manifests into DIR (one file per values file), for checkov
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +45,9 @@ def helm_binary() -> str:
     raise ToolMissing("helm 4 is not installed: run `make test-prereqs` (scripts/install-tools.sh helm)")
 
 
-def helm(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def helm(
+    *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [helm_binary(), *args], capture_output=True, text=True, check=False, env=env, timeout=300
     )
@@ -84,11 +88,10 @@ def crd_schema() -> dict[str, Any]:
     return schema
 
 
-def validate(manifests: Iterable[dict[str, Any]], versions: Sequence[str] = SUPPORTED_KUBERNETES) -> list[str]:
+def validate(
+    manifests: Iterable[dict[str, Any]], versions: Sequence[str] = SUPPORTED_KUBERNETES
+) -> list[str]:
     """Errors of every manifest against each version's strict schema; an empty list when all pass."""
-    import jsonschema
-    import kubernetes_validate
-
     errors = []
     for doc in manifests:
         where = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
@@ -104,14 +107,17 @@ def validate(manifests: Iterable[dict[str, Any]], versions: Sequence[str] = SUPP
                 try:
                     kubernetes_validate.validate(doc, version, strict=True)
                 except kubernetes_validate.ValidationError as exc:
-                    errors.append(f"{where} (Kubernetes {version}): {exc.path}: {exc.message}")
+                    path = ".".join(str(part) for part in exc.path)
+                    errors.append(f"{where} (Kubernetes {version}): {path}: {exc.message}")
                 except kubernetes_validate.SchemaNotFoundError as exc:
                     errors.append(f"{where} (Kubernetes {version}): no schema: {exc}")
     return errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("validate")
     render = sub.add_parser("render")
@@ -129,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = validate(manifests)
         kinds = sorted({m["kind"] for m in manifests})
         status = "ok" if not errors else f"{len(errors)} errors"
-        print(f"{file.name}: {len(manifests)} manifests ({', '.join(kinds)}) on Kubernetes "
-              f"{SUPPORTED_KUBERNETES[0]}..{SUPPORTED_KUBERNETES[-1]}: {status}")
+        print(
+            f"{file.name}: {len(manifests)} manifests ({', '.join(kinds)}) on Kubernetes "
+            f"{SUPPORTED_KUBERNETES[0]}..{SUPPORTED_KUBERNETES[-1]}: {status}"
+        )
         for error in errors:
             print(f"  {error}")
         failed = failed or bool(errors)

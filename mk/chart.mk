@@ -24,6 +24,8 @@ chart-sync: venv
 
 lint-chart: venv chart-tools
 	$(PY) charts/sync.py --check
+	$(VENV)/bin/ruff check --no-force-exclude charts/*.py
+	$(VENV)/bin/ruff format --check --no-force-exclude charts/*.py
 	@for values in $(CHART_DIR)/ci/*-values.yaml; do \
 		echo "helm lint --strict ($$values)"; \
 		$(HELM) lint --strict $(CHART_DIR) --values "$$values" --quiet; \
@@ -36,3 +38,4 @@ lint-schemas: venv chart-tools
 	$(PY) charts/checks.py validate
 	rm -rf $(CHART_RENDER_DIR) && $(PY) charts/checks.py render $(CHART_RENDER_DIR)
 	$(CHECKOV) --config-file charts/checkov.yaml --directory $(CHART_RENDER_DIR)
+	$(CHECKOV) --config-file charts/checkov.yaml --file Dockerfile --file worker_image/Dockerfile

@@ -1,6 +1,7 @@
 # Monitoring: dashboards, rules and their docs, all generated from monitoring/config.py.
 #   make monitoring    regenerate them (python -m monitoring)
-#   make lint-rules    generated files up to date, mypy, promtool check rules, promtool test rules
+#   make lint-rules    generated files up to date, promtool check rules, promtool test rules
+# (ruff and mypy cover monitoring/ through lint-python)
 # promtool comes from Debian's `prometheus` package (scripts/install-system-deps.sh).
 
 PROMTOOL ?= promtool
@@ -14,6 +15,5 @@ lint: lint-rules
 
 lint-rules: venv
 	$(PY) -m monitoring --check
-	$(VENV)/bin/mypy monitoring
 	$(PROMTOOL) check rules monitoring/rules/taskpool.rules.yaml
 	$(PROMTOOL) test rules monitoring/tests/*.yaml

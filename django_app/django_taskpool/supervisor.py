@@ -20,7 +20,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -57,7 +57,6 @@ class Slot:
     restart_at: float | None = None
     backoff_s: float = FIRST_BACKOFF_S
     finished: bool = False  # exited by itself with 0 (--batch, --max-tasks): not restarted
-    exit_codes: list[int] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -148,13 +147,14 @@ class Supervisor:
         for slot in self._slots:
             pulse = slot.heartbeat.read()
             since_poll = now - pulse.last_poll
-            alive = slot.alive
+            process = slot.process  # read once: the supervisor's loop replaces it
+            alive = process is not None and process.exitcode is None
             ok = slot.finished or (alive and pulse.busy) or since_poll <= self._heartbeat_timeout
             processes.append(
                 {
                     "index": slot.config.index,
                     "worker_id": slot.config.worker_id,
-                    "pid": slot.process.pid if alive and slot.process is not None else None,
+                    "pid": process.pid if alive and process is not None else None,
                     "alive": alive,
                     "busy": alive and pulse.busy,
                     "seconds_since_poll": round(since_poll, 3),
@@ -222,9 +222,7 @@ class Supervisor:
                 continue
             exit_code, pid = process.exitcode, process.pid
             pulse = slot.heartbeat.read()
-            slot.exit_codes.append(exit_code)
-            slot.process = None
-            process.close()
+            slot.process = None  # not closed: the endpoint thread may still be looking at it
             if pid is not None:
                 mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
             if self._stopping_since is not None:

@@ -172,15 +172,17 @@ class _Rows:
 class ProbeHub:
     """Owns one connection pool per database and the latest reading of every registered pool.
 
-    With `interval_seconds` set, each database gets a background task that ticks every interval (the first
-    tick at once); with None, call `tick(dsn)` yourself (tests, `probe_once`). Use as an async context manager
-    or call `close()`.
+    Readings come on demand: `fresh(key, max_age_seconds)` ticks the pool's database only when the pool's
+    reading is older than `max_age_seconds`, and concurrent ticks of one database share one statement, so any
+    number of pool timers on a database cost one query per `max_age_seconds` at most. With `interval_seconds`
+    set, each database also gets a background task that ticks every interval (the first tick at once).
+    Use as an async context manager or call `close()`.
     """
 
     def __init__(
         self,
         *,
-        interval_seconds: float | None = 5.0,
+        interval_seconds: float | None = None,
         connect_timeout_seconds: float = 5.0,
         statement_timeout_seconds: float = 5.0,
         on_probe: ProbeObserver | None = None,
@@ -192,6 +194,8 @@ class ProbeHub:
         self._databases: dict[str, _Database] = {}
         self._database_of: dict[str, str] = {}
         self._latest: dict[str, PoolDepth | ProbeError] = {}
+        self._latest_at: dict[str, float] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Self:
         return self
@@ -206,13 +210,21 @@ class ProbeHub:
         database_key = _normalized(dsn)
         previous = self._database_of.get(key)
         if previous is not None and previous != database_key:
-            self._forget(key)
+            abandoned = self._forget(key)
+            if abandoned is not None and not abandoned.interests:
+                # register() is synchronous: the abandoned database's connection closes in the background.
+                closing = asyncio.get_running_loop().create_task(abandoned.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
         database = self._databases.get(database_key)
         if database is None:
             database = _Database(dsn, self)
             self._databases[database_key] = database
             if self.interval_seconds is not None:
                 database.start(self.interval_seconds)
+        if database.interests.get(key, target) != target:
+            self._latest.pop(key, None)  # measured for the old target
+            self._latest_at.pop(key, None)
         database.interests[key] = target
         self._database_of[key] = database_key
 
@@ -226,13 +238,25 @@ class ProbeHub:
         """The pool's latest reading: its depth, the error of the latest tick, or None before the first."""
         return self._latest.get(key)
 
+    async def fresh(self, key: str, max_age_seconds: float) -> PoolDepth | ProbeError | None:
+        """The pool's reading, first ticking its database (or joining a tick in flight) when the latest
+        reading, success or error, is older than `max_age_seconds` or missing. None for an unknown key."""
+        database_key = self._database_of.get(key)
+        if database_key is None:
+            return None
+        taken_at = self._latest_at.get(key)
+        if taken_at is None or time.monotonic() - taken_at > max_age_seconds:
+            await self._databases[database_key].tick()
+        return self._latest.get(key)
+
     def databases(self) -> list[str]:
         """The DSNs with registered pools (each as first registered; not for display: it has the password)."""
         return [database.dsn for database in self._databases.values()]
 
     async def tick(self, dsn: str) -> None:
-        """Runs the one statement for every pool registered on `dsn`'s database and stores their readings.
-        Never raises for database trouble: the error is stored for each of those pools."""
+        """Runs the one statement for every pool registered on `dsn`'s database and stores their readings
+        (joining a tick already in flight when it covers every registered pool). Never raises for database
+        trouble: the error is stored for each of those pools."""
         database = self._databases.get(_normalized(dsn))
         if database is not None:
             await database.tick()
@@ -244,9 +268,12 @@ class ProbeHub:
         self._database_of.clear()
         for database in databases:
             await database.close()
+        if self._closing:
+            await asyncio.gather(*self._closing)
 
     def _forget(self, key: str) -> _Database | None:
         self._latest.pop(key, None)
+        self._latest_at.pop(key, None)
         database_key = self._database_of.pop(key, None)
         if database_key is None:
             return None
@@ -257,9 +284,11 @@ class ProbeHub:
         return database
 
     def _store(self, readings: Mapping[str, PoolDepth | ProbeError]) -> None:
+        now = time.monotonic()
         for key, reading in readings.items():
             if key in self._database_of:
                 self._latest[key] = reading
+                self._latest_at[key] = now
 
     def _observe(self, duration: float, error: ProbeError | None) -> None:
         if self._on_probe is not None:
@@ -276,8 +305,9 @@ class _Database:
         self._where = _describe(dsn)
         self._last_connect_error: BaseException | None = None
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
-        self._tick_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._inflight_keys: frozenset[str] = frozenset()
 
     def start(self, interval: float) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(interval), name=f"probe {self._where}")
@@ -288,10 +318,20 @@ class _Database:
             await asyncio.sleep(interval)
 
     async def tick(self) -> None:
-        async with self._tick_lock:
-            targets = dict(self.interests)
-            if not targets:
+        while (inflight := self._inflight) is not None:
+            covered = self._inflight_keys >= self.interests.keys()
+            await asyncio.shield(inflight)
+            if covered:
                 return
+        if not self.interests:
+            return
+        # A task, shielded: a caller that gives up (a handler cancelled) never cancels the others' tick.
+        task = asyncio.get_running_loop().create_task(self._tick(dict(self.interests)))
+        self._inflight, self._inflight_keys = task, frozenset(self.interests)
+        await asyncio.shield(task)
+
+    async def _tick(self, targets: dict[str, ProbeTarget]) -> None:
+        try:
             started = time.monotonic()
             try:
                 rows = await self._query(targets.values())
@@ -302,6 +342,8 @@ class _Database:
             finished = time.monotonic()
             self.hub._observe(finished - started, None)
             self.hub._store({key: _pool_depth(target, rows, finished) for key, target in targets.items()})
+        finally:
+            self._inflight = None
 
     async def _query(self, targets: Iterable[ProbeTarget]) -> _Rows:
         params = _parameters(targets)
@@ -382,11 +424,12 @@ class _Database:
         return ProbeError("query", f"the queue probe failed on {self._where}: {detail}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._inflight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._inflight = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

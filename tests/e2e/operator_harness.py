@@ -67,7 +67,7 @@ def install_crd(cluster: LocalCluster) -> None:
         cluster.rest.request("PUT", f"{CRD_PATH}/{name}", manifest)
 
     def established() -> bool:
-        conditions = cluster.rest.get(f"{CRD_PATH}/{name}").get("status", {}).get("conditions", [])
+        conditions = cluster.rest.get(f"{CRD_PATH}/{name}").get("status", {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     wait_until(established, 30, "the CRD to be established")
@@ -228,3 +228,21 @@ def last_enqueued_at(dsn: str) -> float:
     assert row is not None
     assert row[0] is not None, "no task was enqueued"
     return float(row[0])
+
+
+def wait_for_condition(
+    cluster: LocalCluster,
+    namespace: str,
+    pool: str,
+    condition_type: str,
+    timeout: float = 30,
+    **expected: str,
+) -> dict[str, Any]:
+    """The pool, once its condition has the `expected` fields (status=..., reason=...)."""
+
+    def matches() -> dict[str, Any] | None:
+        found = get_pool(cluster, namespace, pool)
+        current = condition(found, condition_type)
+        return found if all(current.get(k) == v for k, v in expected.items()) else None
+
+    return wait_until(matches, timeout, f"{condition_type} {expected} on pool {pool}")

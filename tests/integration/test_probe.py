@@ -200,7 +200,8 @@ def test_counts_match_the_orm(migrated_database: django_db.MigratedDatabase, see
             names = sorted(
                 name.split("/", 1)[1]
                 for name in expected["active"]
-                if name.split("/", 1)[0] == target.backend and target.selects(target.backend, name.split("/", 1)[1])
+                if name.split("/", 1)[0] == target.backend
+                and target.selects(target.backend, name.split("/", 1)[1])
             )
         else:
             names = sorted(target.queues)
@@ -310,6 +311,38 @@ def test_one_statement_per_tick_per_database_whatever_the_number_of_pools(
         postgres.drop_database(postgres_admin_dsn, second)
 
 
+def test_concurrent_pool_timers_share_one_statement(
+    migrated_database: django_db.MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pool timers firing together join one tick; fresh readings are reused; a pool registered while a tick
+    is in flight gets a tick of its own."""
+    insert(migrated_database.dsn, random_tasks(random.Random(11), datetime.now(UTC), 100))
+    counter = StatementCounter(monkeypatch)
+
+    async def run() -> None:
+        async with ProbeHub() as hub:
+            for n in range(100):
+                hub.register(f"pool-{n}", migrated_database.dsn, ProbeTarget(queues=(QUEUES[n % 5],), cap=9))
+            readings = await asyncio.gather(*(hub.fresh(f"pool-{n}", 60) for n in range(100)))
+            assert all(isinstance(reading, PoolDepth) for reading in readings)
+            assert counter.depth_queries() == 1
+            await asyncio.gather(*(hub.fresh(f"pool-{n}", 60) for n in range(100)))
+            assert counter.depth_queries() == 1  # still fresh
+            await asyncio.gather(*(hub.fresh(f"pool-{n}", 0) for n in range(100)))
+            assert counter.depth_queries() == 2  # stale for everyone: one shared tick
+
+            first = asyncio.ensure_future(hub.fresh("pool-0", 0))
+            await asyncio.sleep(0)  # the tick is in flight now
+            hub.register("late", migrated_database.dsn, ProbeTarget(queues=("emails",), cap=9))
+            late = await hub.fresh("late", 60)
+            assert isinstance(await first, PoolDepth)
+            assert isinstance(late, PoolDepth)
+            assert counter.depth_queries() == 4
+            assert await hub.fresh("unknown", 0) is None
+
+    asyncio.run(run())
+
+
 def test_probe_connection_is_read_only_with_a_statement_timeout(
     migrated_database: django_db.MigratedDatabase,
 ) -> None:
@@ -328,7 +361,8 @@ def test_probe_connection_is_read_only_with_a_statement_timeout(
                     refused = type(exc).__name__
                 else:
                     refused = "nothing"
-        assert timeout is not None and name is not None
+        assert timeout is not None
+        assert name is not None
         return str(timeout[0]), str(name[0]), refused
 
     assert asyncio.run(run()) == ("2500ms", "taskpool-operator", "ReadOnlySqlTransaction")
@@ -362,7 +396,9 @@ def test_missing_index_migration_says_to_migrate_and_recovers(
     assert "manage.py migrate" in reading.message
 
     django_db.migrate(migrated_database.url)
-    assert isinstance(asyncio.run(probe_pools(migrated_database.dsn, {"pool": ProbeTarget()}))["pool"], PoolDepth)
+    assert isinstance(
+        asyncio.run(probe_pools(migrated_database.dsn, {"pool": ProbeTarget()}))["pool"], PoolDepth
+    )
 
 
 def test_migration_rebuilds_an_invalid_leftover_index(migrated_database: django_db.MigratedDatabase) -> None:
@@ -374,8 +410,8 @@ def test_migration_rebuilds_an_invalid_leftover_index(migrated_database: django_
         conn.execute(
             f"INSERT INTO {sql.TASK_TABLE} (id, status, args_kwargs, priority, task_path, queue_name, "
             "backend_name, run_after, enqueued_at, exception_class_path, traceback, worker_ids) "
-            "SELECT gen_random_uuid(), 'RUNNING', '{}', 0, 't', 'default', 'default', now(), now(), '', '', '[]' "
-            "FROM generate_series(1, 2)"
+            "SELECT gen_random_uuid(), 'RUNNING', '{}', 0, 't', 'default', 'default', now(), now(), '', '', "
+            "'[]' FROM generate_series(1, 2)"
         )
         with contextlib.suppress(psycopg.errors.UniqueViolation):
             conn.execute(
@@ -452,7 +488,9 @@ def password_server(postgres_admin_dsn: str) -> Iterator[str]:
 
         conn.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(ROLE)))
         conn.execute(
-            pgsql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(pgsql.Identifier(ROLE), pgsql.Literal(PASSWORD))
+            pgsql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                pgsql.Identifier(ROLE), pgsql.Literal(PASSWORD)
+            )
         )
         rules = [f"local all {ROLE} scram-sha-256", f"host all {ROLE} all scram-sha-256"]
         write(rules + text.splitlines())
@@ -600,7 +638,9 @@ def test_invalid_dsn_is_refused_at_registration_without_the_secret(dsn: str) -> 
     assert "s3cr3t" not in error.message
 
 
-def test_background_ticks_feed_every_pool_and_the_observer(migrated_database: django_db.MigratedDatabase) -> None:
+def test_background_ticks_feed_every_pool_and_the_observer(
+    migrated_database: django_db.MigratedDatabase,
+) -> None:
     insert(migrated_database.dsn, random_tasks(random.Random(3), datetime.now(UTC), 50))
     observed: list[tuple[float, ProbeError | None]] = []
 
@@ -623,3 +663,46 @@ def test_background_ticks_feed_every_pool_and_the_observer(migrated_database: dj
 
     assert asyncio.run(run()) == (0, True)
     assert all(error is None and seconds > 0 for seconds, error in observed)
+
+
+def probe_connections(admin_dsn: str, dsn: str) -> int:
+    with psycopg.connect(admin_dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'taskpool-operator' AND datname = %s",
+            [conninfo_to_dict(dsn)["dbname"]],
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_rotated_secret_moves_the_pool_and_releases_the_old_connection(
+    migrated_database: django_db.MigratedDatabase, postgres_admin_dsn: str
+) -> None:
+    second = django_db.clone_database(postgres_admin_dsn, migrated_database.dsn)
+    try:
+
+        async def run() -> None:
+            async with ProbeHub() as hub:
+                hub.register("pool", migrated_database.dsn, ProbeTarget(queues=("emails",)))
+                assert isinstance(await hub.fresh("pool", 60), PoolDepth)
+                assert probe_connections(postgres_admin_dsn, migrated_database.dsn) == 1
+                # Same database, new target: the old reading no longer answers for it.
+                hub.register("pool", migrated_database.dsn, ProbeTarget(queues=("reports",)))
+                assert hub.latest("pool") is None
+                reading = depth(await hub.fresh("pool", 60))
+                assert [q.queue for q in reading.queues] == ["reports"]
+                # Another database: the first one's connection is closed.
+                hub.register("pool", second, ProbeTarget(queues=("reports",)))
+                assert isinstance(await hub.fresh("pool", 60), PoolDepth)
+                await asyncio.sleep(0.5)
+                assert len(hub.databases()) == 1
+                assert probe_connections(postgres_admin_dsn, migrated_database.dsn) == 0
+                assert probe_connections(postgres_admin_dsn, second) == 1
+                await hub.unregister("pool")
+                await asyncio.sleep(0.5)
+                assert probe_connections(postgres_admin_dsn, second) == 0
+
+        asyncio.run(run())
+    finally:
+        postgres.drop_database(postgres_admin_dsn, second)

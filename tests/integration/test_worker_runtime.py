@@ -227,3 +227,32 @@ def test_concurrency_claims_in_parallel_and_restarts_a_killed_process(
     assert "died with exit code -9" in run.log()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
+
+
+def test_healthz_tolerates_long_tasks_and_fails_on_a_stuck_process(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    enqueue(db.url, "slow", duration=6)
+    run = worker_runs(db.url, "--concurrency=2", "--interval=0.1", "--heartbeat-timeout=2")
+    wait_until(lambda: running_rows(db.dsn), 60, "the long task to start")
+    health = wait_until(
+        lambda: (h := run.health()) and any(p["busy"] for p in h["processes"]) and h, 10, "busy"
+    )
+    busy = next(p for p in health["processes"] if p["busy"])
+    idle = next(p for p in health["processes"] if not p["busy"])
+
+    # Longer than --heartbeat-timeout in a task: still healthy.
+    wait_until(lambda: run.health()["processes"][busy["index"]]["seconds_since_poll"] > 3, 10, "a long task")
+    assert run.health()["http_status"] == 200
+
+    # A process that stops polling while idle (here: frozen) fails the probe, and recovers with it.
+    os.kill(idle["pid"], signal.SIGSTOP)
+    try:
+        failing = wait_until(lambda: (h := run.health())["http_status"] == 503 and h, 10, "/healthz to fail")
+        assert [p["ok"] for p in failing["processes"]] == [
+            p["index"] != idle["index"] for p in failing["processes"]
+        ]
+    finally:
+        os.kill(idle["pid"], signal.SIGCONT)
+    wait_until(lambda: run.health()["http_status"] == 200, 10, "/healthz to recover")

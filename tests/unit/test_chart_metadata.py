@@ -36,7 +36,12 @@ def test_chart_is_helm_v2_with_kube_version_and_app_version_of_the_operator() ->
 
 
 def test_chart_crd_and_readme_are_generated_from_their_sources() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "charts" / "sync.py"), "--check"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "charts" / "sync.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, f"run `make chart-sync`:\n{result.stdout}{result.stderr}"
     copy = yaml.safe_load((CHART / "crds" / "taskworkerpools.yaml").read_text())
     source = yaml.safe_load((ROOT / "operator" / "taskpool_operator" / "crd.yaml").read_text())

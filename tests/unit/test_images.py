@@ -1,9 +1,10 @@
 """The images' Dockerfiles: policy checks, and their install steps and command run as local commands.
 
-No Docker engine exists here, so each Dockerfile is interpreted: its COPY sources (filtered by .dockerignore)
-land in a scratch root, its RUN steps run in bash with the Dockerfile's ENV and WORKDIR (container paths mapped
-into the scratch root), and its ENTRYPOINT/CMD is then run the same way. `python` is the project's base
-interpreter (the same minor version as the image's base), so the install resolves the same pinned requirements.
+No Docker engine exists here, so each Dockerfile is interpreted: its COPY sources (filtered by
+.dockerignore) land in a scratch root, its RUN steps run in bash with the Dockerfile's ENV and WORKDIR
+(container paths mapped into the scratch root), and its ENTRYPOINT/CMD is then run the same way.
+`python` is the project's base interpreter (the same minor version as the image's base), so the install
+resolves the same pinned requirements.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def dockerignore_patterns() -> list[str]:
 
 
 def ignored(relative: str, patterns: list[str]) -> bool:
-    """Docker's rule: the last matching pattern wins; `!` re-includes. A pattern also covers what is below it."""
+    """Docker's rule: the last matching pattern wins, `!` re-includes; a pattern covers what is below it."""
     result = False
     for pattern in patterns:
         negate = pattern.startswith("!")
@@ -140,14 +141,20 @@ class LocalBuild:
                 shutil.copy2(file, out)
                 self.log.append(f"COPY {relative}")
 
-    def run(self, argv: list[str] | str, *, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: list[str] | str, *, check: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         env = self.base_env() | self.env
         cwd = self.host(self.workdir)
         cwd.mkdir(parents=True, exist_ok=True)
         cmd = ["bash", "-euo", "pipefail", "-c", argv] if isinstance(argv, str) else argv
-        result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
-            pytest.fail(f"{cmd!r} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            pytest.fail(
+                f"{cmd!r} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def build(self) -> None:
@@ -177,7 +184,9 @@ class LocalBuild:
 
 
 def base_python() -> str:
-    out = subprocess.run([str(ROOT / "scripts" / "find-python.sh")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "find-python.sh")], capture_output=True, text=True, check=True
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -201,7 +210,9 @@ def test_image_is_multi_stage_pinned_and_non_root(name: str) -> None:
     all_stages = stages(instructions)
     assert len(all_stages) >= 2, "the image is built in a build stage and copied into a clean final stage"
     base = global_args(instructions)["PYTHON_IMAGE"]
-    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), f"base not pinned: {base}"
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), (
+        f"base not pinned: {base}"
+    )
     assert base.split(":")[1].startswith(f"{sys.version_info.major}.{sys.version_info.minor}."), (
         "the base image's Python must be the minor version the project is tested with"
     )
@@ -209,7 +220,10 @@ def test_image_is_multi_stage_pinned_and_non_root(name: str) -> None:
     users = [i["value"] for i in final if i["instruction"] == "USER"]
     assert users, "the final stage sets a USER"
     uid, _, gid = users[-1].partition(":")
-    assert uid.isdigit() and int(uid) > 0 and gid.isdigit() and int(gid) > 0, "numeric non-root uid:gid"
+    assert uid.isdigit(), "numeric uid"
+    assert gid.isdigit(), "numeric gid"
+    assert int(uid) > 0, "non-root uid"
+    assert int(gid) > 0, "non-root gid"
     labels = " ".join(i["value"] for i in final if i["instruction"] == "LABEL")
     for label in OCI_LABELS:
         assert f"org.opencontainers.image.{label}=" in labels
@@ -219,28 +233,42 @@ def test_image_is_multi_stage_pinned_and_non_root(name: str) -> None:
 def test_final_stage_has_no_build_steps_and_installs_without_cache(name: str) -> None:
     all_stages = stages(parse(IMAGES[name]))
     final = all_stages[-1]
-    assert not [i for i in final if i["instruction"] == "RUN"], "the final stage only copies (no compilers, no caches)"
+    assert not [i for i in final if i["instruction"] == "RUN"], (
+        "the final stage only copies (no compilers, no caches)"
+    )
     copies_from = [i["value"] for i in final if i["instruction"] == "COPY" and "--from=" in i["value"]]
     assert copies_from == ["--from=build /opt/taskpool /opt/taskpool"], "only the built venv crosses stages"
     for stage in all_stages:
         for ins in stage:
             if ins["instruction"] == "RUN" and re.search(r"\bpip\b.* install\b", ins["value"]):
                 assert "--no-cache-dir" in ins["value"]
-                assert "-c requirements/constraints.txt" in ins["value"], "installs use the pinned constraints"
+                assert "-c requirements/constraints.txt" in ins["value"], (
+                    "installs use the pinned constraints"
+                )
 
 
 def test_dockerignore_keeps_caches_and_secrets_out_of_the_context() -> None:
     patterns = dockerignore_patterns()
     for path in (".venv/bin/python", ".git/config", "operator/taskpool_operator/__pycache__/x.pyc", ".env"):
         assert ignored(path, patterns), path
-    for path in ("operator/taskpool_operator/crd.yaml", "django_app/manage.py", "requirements/constraints.txt"):
+    for path in (
+        "operator/taskpool_operator/crd.yaml",
+        "django_app/manage.py",
+        "requirements/constraints.txt",
+    ):
         assert not ignored(path, patterns), path
 
 
 def test_operator_image_installs_and_runs(operator_image: LocalBuild) -> None:
     venv = Path(operator_image.env["VIRTUAL_ENV"])
     assert not (venv / "bin" / "pip").exists(), "the runtime venv carries no pip"
-    version = operator_image.run([str(venv / "bin" / "python"), "-c", "import taskpool_operator as t; print(t.__file__, t.__version__)"])
+    version = operator_image.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import taskpool_operator as t; print(t.__file__, t.__version__)",
+        ]
+    )
     path, installed_version = version.stdout.split()
     assert path.startswith(str(venv)), "the image runs the installed package, not the repository's sources"
     assert installed_version == taskpool_operator.__version__
@@ -249,7 +277,9 @@ def test_operator_image_installs_and_runs(operator_image: LocalBuild) -> None:
     assert "--namespace" in help_text
     assert "--all-namespaces" in help_text
     crd = operator_image.run([*operator_image.container_command()[:1], "crd"]).stdout
-    assert yaml.safe_load(crd) == yaml.safe_load((ROOT / "operator" / "taskpool_operator" / "crd.yaml").read_text())
+    assert yaml.safe_load(crd) == yaml.safe_load(
+        (ROOT / "operator" / "taskpool_operator" / "crd.yaml").read_text()
+    )
 
 
 def test_worker_image_installs_and_runs(worker_image: LocalBuild) -> None:

@@ -156,7 +156,7 @@ def _helm() -> str:
 def _render(*set_args: str) -> list[dict[str, Any]]:
     args = [_helm(), "template", "t", str(ROOT / "charts/taskpool"), "--namespace", "ops"]
     for item in set_args:
-        args += ["--set", item]
+        args += ["--set-json", item]  # JSON values: 0.25 stays a number (plain --set makes it a string)
     result = subprocess.run(args, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
@@ -182,13 +182,13 @@ def test_helm_substitutes_thresholds_labels_and_switches(tmp_path: Path) -> None
     rule = _prometheus_rule(
         _render(
             "monitoring.prometheusRule.enabled=true",
-            "monitoring.prometheusRule.labels.release=kube-prometheus",
+            'monitoring.prometheusRule.labels.release="kube-prometheus"',
             "alerts.oldestReadyTask.ageSeconds=1800",
-            "alerts.oldestReadyTask.for=30m",
+            'alerts.oldestReadyTask.for="30m"',
             "alerts.failureRatio.ratio=0.25",
             "alerts.workerRestarts.enabled=false",
-            "alerts.additionalLabels.team=platform",
-            "alerts.runbookBaseUrl=https://wiki.example/taskpool",
+            'alerts.additionalLabels.team="platform"',
+            'alerts.runbookBaseUrl="https://wiki.example/taskpool"',
         )
     )
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
@@ -207,16 +207,17 @@ def test_helm_substitutes_thresholds_labels_and_switches(tmp_path: Path) -> None
 
 
 def test_helm_renders_no_rules_and_no_dashboards_by_default() -> None:
-    kinds = {(d["kind"], d["metadata"]["name"]) for d in _render()}
-    assert not [k for k in kinds if k[0] == "PrometheusRule"]
-    assert not [k for k in kinds if k[0] == "ConfigMap" and "taskpool-" in k[1] and k[1].endswith("overview")]
+    documents = _render()
+    assert [d for d in documents if d["kind"] == "PrometheusRule"] == []
+    labels = [d["metadata"].get("labels", {}) for d in documents]
+    assert [lbl for lbl in labels if lbl.get("app.kubernetes.io/component") == "monitoring"] == []
 
 
 def test_helm_renders_one_dashboard_config_map_per_dashboard() -> None:
     documents = _render(
         "monitoring.dashboards.enabled=true",
-        "monitoring.dashboards.annotations.grafana_folder=Taskpool",
-        "monitoring.dashboards.namespace=grafana",
+        'monitoring.dashboards.annotations.grafana_folder="Taskpool"',
+        'monitoring.dashboards.namespace="grafana"',
     )
     maps = [
         d
@@ -224,8 +225,34 @@ def test_helm_renders_one_dashboard_config_map_per_dashboard() -> None:
         if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard")
     ]
     assert len(maps) == len(config.DASHBOARDS)
+    assert sorted(m["metadata"]["name"] for m in maps) == [
+        "t-taskpool-dashboard-operator",
+        "t-taskpool-dashboard-overview",
+        "t-taskpool-dashboard-tasks",
+    ]
     for config_map in maps:
+        assert config_map["metadata"]["labels"]["app.kubernetes.io/component"] == "monitoring"
         assert config_map["metadata"]["namespace"] == "grafana"
         assert config_map["metadata"]["annotations"] == {"grafana_folder": "Taskpool"}
         ((name, text),) = config_map["data"].items()
         assert (ROOT / generate.DASHBOARD_DIR / name).read_text().rstrip("\n") == text.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ('alerts.oldestReadyTask.for="soon"', "/alerts/oldestReadyTask/for"),
+        ('alerts.failureRatio.ratio="high"', "/alerts/failureRatio/ratio"),
+        ("alerts.failureRatio.ratio=1.5", "/alerts/failureRatio/ratio"),
+        ("alerts.oldestReadyTask.ageSecond=60", "ageSecond"),
+    ],
+)
+def test_helm_rejects_a_bad_threshold_naming_it(value: str, path: str) -> None:
+    result = subprocess.run(
+        [_helm(), "template", "t", str(ROOT / "charts/taskpool"), "--set-json", value],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert path in result.stderr, result.stderr

@@ -64,8 +64,8 @@ if ! (cd "$here" && nice -n "${NICE:-10}" go build -v -trimpath -ldflags "-s -w 
     echo "k8s-binaries: FAILED compiling the Kubernetes binaries (see the errors above)" >&2
     exit 1
 fi
-# The etcd main package is go.etcd.io/etcd/server/v3, so go build names its binary 'v3'.
-mv "$tmp/v3" "$tmp/etcd"
+# The etcd main package is go.etcd.io/etcd/server/v3; go build names its binary after "server".
+mv "$tmp/server" "$tmp/etcd"
 for b in "${binaries[@]}"; do
     [[ -x "$tmp/$b" ]] || { echo "k8s-binaries: FAILED: $b was not produced" >&2; exit 1; }
 done

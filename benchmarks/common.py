@@ -1,0 +1,106 @@
+"""Shared benchmark helpers: QUICK mode, a migrated PostgreSQL database, timing and result files.
+
+Importing this module puts the repository and `django_app/` on sys.path, so benchmarks can use
+`tests.support` (embedded PostgreSQL, the demo project's manage.py) like the tests do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for entry in (str(ROOT / "django_app"), str(ROOT)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+import psycopg  # noqa: E402
+
+from tests.support import django_db, postgres  # noqa: E402
+
+QUICK = os.environ.get("QUICK") == "1"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def write_result(name: str, figures: dict[str, Any]) -> Path:
+    """Writes benchmarks/results/<name>.json: the figures plus when, where and how long the run was."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    document = {
+        **figures,
+        "quick": QUICK,
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
+    }
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}:\n{json.dumps(figures, indent=2, sort_keys=True)}")
+    return path
+
+
+@contextlib.contextmanager
+def migrated_database() -> Iterator[django_db.MigratedDatabase]:
+    """A fresh database with the demo project migrated (DATABASE_URL's server, else an embedded one)."""
+    with postgres.postgres_server() as admin_dsn:
+        dsn = postgres.create_database(admin_dsn, prefix="taskpool_bench")
+        try:
+            url = postgres.to_url(dsn)
+            django_db.migrate(url)
+            yield django_db.MigratedDatabase(dsn=dsn, url=url)
+        finally:
+            postgres.drop_database(admin_dsn, dsn)
+
+
+def clear_tasks(dsn: str) -> None:
+    """Empties the task table so every run starts from the same state."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE django_tasks_database_dbtaskresult")
+        conn.execute("VACUUM ANALYZE django_tasks_database_dbtaskresult")
+
+
+def run_manage(database_url: str, *args: str, timeout: float = 1800) -> None:
+    """Runs `manage.py ARGS` of the demo project to completion; fails loudly with its output."""
+    completed = subprocess.run(
+        django_db.manage(*args),
+        env=django_db.django_env(database_url),
+        cwd=django_db.DJANGO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(args)} failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
+        )
+
+
+def processing_rate(dsn: str) -> tuple[int, float]:
+    """(finished tasks, tasks per second) from the task table: finished count over the span from the first
+    start to the last finish. Process start-up is not counted, only the work."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at))"
+            " FROM django_tasks_database_dbtaskresult WHERE status IN ('SUCCESSFUL', 'FAILED')"
+        ).fetchone()
+    assert row is not None
+    count, span = int(row[0]), float(row[1] or 0.0)
+    if count == 0 or span <= 0:
+        raise RuntimeError("no task was processed")
+    return count, count / span
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))

@@ -1,0 +1,13 @@
+# The operator's data plane (probe, policy): its benchmarks.
+#   make bench-probe        capped probe vs naive count(*) at 10 k, 100 k, 1 M ready rows (QUICK=1: up to 100 k)
+#   make bench-many_pools   200 pools on one database: statements per probe tick, process RSS (QUICK=1: 10 s)
+
+.PHONY: bench-probe bench-many_pools
+
+bench: bench-probe bench-many_pools
+
+bench-probe: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/probe.py
+
+bench-many_pools: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/many_pools.py

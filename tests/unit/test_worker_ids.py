@@ -1,0 +1,66 @@
+"""Worker ids: `<pod>-<index>`, at most 64 characters, trimmed from the start of the pod name."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from django_taskpool.worker_ids import MAX_WORKER_ID_LENGTH, pod_name, worker_id
+
+pytestmark = pytest.mark.unit
+
+# Pod names as Kubernetes makes them: DNS labels, `<deployment>-<replicaset hash>-<5 random chars>`.
+dns = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=240)
+suffix = st.text(alphabet="bcdfghjklmnpqrstvwxz2456789", min_size=5, max_size=5)
+
+
+def test_short_names_are_kept_whole() -> None:
+    assert worker_id("reports-workers-7d9f8c6b5d-x2x4q", 0) == "reports-workers-7d9f8c6b5d-x2x4q-0"
+    assert worker_id("w", 12) == "w-12"
+
+
+def test_long_names_lose_their_start() -> None:
+    pod = "a-very-long-deployment-name-that-a-platform-team-chose-workers-7d9f8c6b5d-x2x4q"
+    result = worker_id(pod, 3)
+    assert len(result) == MAX_WORKER_ID_LENGTH
+    assert result.endswith("-7d9f8c6b5d-x2x4q-3")
+    assert pod.endswith(result.rpartition("-")[0])
+
+
+@given(pod=dns, index=st.integers(min_value=0, max_value=10_000))
+def test_never_longer_than_64_and_maps_back_to_the_pod(pod: str, index: int) -> None:
+    result = worker_id(pod, index)
+    assert len(result) <= MAX_WORKER_ID_LENGTH
+    prefix, _, parsed_index = result.rpartition("-")
+    assert parsed_index == str(index)
+    assert pod.endswith(prefix)
+    assert prefix == pod or len(result) == MAX_WORKER_ID_LENGTH
+
+
+@given(
+    deployment=st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=200),
+    pods=st.lists(suffix, min_size=2, max_size=10, unique=True),
+    concurrency=st.integers(min_value=1, max_value=64),
+)
+def test_unique_across_processes_and_pods(deployment: str, pods: list[str], concurrency: int) -> None:
+    ids = [worker_id(f"{deployment}-7d9f8c6b5d-{pod}", index) for pod in pods for index in range(concurrency)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_stable_for_the_same_pod_and_index() -> None:
+    assert worker_id("pool-abc12", 1) == worker_id("pool-abc12", 1)
+
+
+@pytest.mark.parametrize(("pod", "index"), [("", 0), ("pod", -1)])
+def test_rejects_impossible_input(pod: str, index: int) -> None:
+    with pytest.raises(ValueError, match="must not be"):
+        worker_id(pod, index)
+
+
+def test_pod_name_comes_from_the_downward_api_else_the_hostname(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "reports-workers-abc-x2x4q")
+    assert pod_name() == "reports-workers-abc-x2x4q"
+    monkeypatch.setenv("POD_NAME", "  ")
+    monkeypatch.setattr("socket.gethostname", lambda: "laptop")
+    assert pod_name() == "laptop"
