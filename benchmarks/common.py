@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,11 +25,21 @@ for entry in (str(ROOT / "django_app"), str(ROOT)):
         sys.path.insert(0, entry)
 
 import psycopg  # noqa: E402
+import psycopg.conninfo  # noqa: E402
+import psycopg.sql  # noqa: E402
 
 from tests.support import django_db, postgres  # noqa: E402
 
 QUICK = os.environ.get("QUICK") == "1"
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the context managers: the worker subprocesses and the embedded server are stopped.
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:
@@ -61,6 +72,19 @@ def migrated_database() -> Iterator[django_db.MigratedDatabase]:
             yield django_db.MigratedDatabase(dsn=dsn, url=url)
         finally:
             postgres.drop_database(admin_dsn, dsn)
+
+
+def relax_durability(dsn: str) -> None:
+    """`synchronous_commit = off` for the benchmark database: commits stop waiting for the disk, whose
+    latency on a shared machine swings by a factor of three and would drown what the benchmarks compare
+    (the workers' own CPU cost). Crash safety does not matter for a throwaway database."""
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(
+                psycopg.sql.Identifier(str(dbname))
+            )
+        )
 
 
 def clear_tasks(dsn: str) -> None:
@@ -104,3 +128,8 @@ def processing_rate(dsn: str) -> tuple[int, float]:
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+def paired_ratio(candidate: Sequence[float], baseline: Sequence[float]) -> float:
+    """Median of the ratios of runs made side by side: each pair saw the same machine load."""
+    return median([c / b for c, b in zip(candidate, baseline, strict=True)])

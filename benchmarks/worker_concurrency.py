@@ -10,7 +10,15 @@ Writes benchmarks/results/worker_concurrency.json.
 
 from __future__ import annotations
 
-from common import QUICK, clear_tasks, median, migrated_database, processing_rate, run_manage, write_result
+from common import (
+    QUICK,
+    clear_tasks,
+    median,
+    migrated_database,
+    processing_rate,
+    run_manage,
+    write_result,
+)
 
 TASKS = 300 if QUICK else 2000
 TRIALS = 1 if QUICK else 3

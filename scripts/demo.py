@@ -172,6 +172,8 @@ def worker_metrics(metrics_url: str) -> dict[str, float]:
 
 
 def main() -> int:
+    # SIGTERM unwinds like Ctrl+C: the app, the workers and the embedded server are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=3, help="worker processes (default: 3)")
     parser.add_argument("--app-port", type=int, default=0, help="demo app port (default: a free one)")

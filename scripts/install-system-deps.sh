@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the checks and tests need (idempotent; CI starts from a fresh machine).
 set -euo pipefail
-packages=(prometheus etcd-server iproute2)
+packages=(prometheus iproute2 util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

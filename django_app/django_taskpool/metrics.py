@@ -79,20 +79,38 @@ class TaskMetrics:
             registry=None,
         )
 
+        # Labelled children by label values: `labels()` costs a lock and a lookup, and the set is bounded.
+        self._per_task: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._per_outcome: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+
     def record_started(self, task_result: AnyTaskResult) -> None:
         labels = task_labels(task_result)
-        self.started.labels(*labels).inc()
+        children = self._per_task.get(labels)
+        if children is None:
+            children = self._per_task[labels] = (
+                self.started.labels(*labels),
+                self.queue_wait.labels(*labels),
+            )
+        started, queue_wait = children
+        started.inc()
         wait = queue_wait_seconds(task_result)
         if wait is not None:
-            self.queue_wait.labels(*labels).observe(wait)
+            queue_wait.observe(wait)
 
     def record_finished(self, task_result: AnyTaskResult) -> None:
-        labels = task_labels(task_result)
         outcome = outcome_of(task_result)
-        self.finished.labels(*labels, outcome).inc()
+        labels = (*task_labels(task_result), outcome)
+        children = self._per_outcome.get(labels)
+        if children is None:
+            children = self._per_outcome[labels] = (
+                self.finished.labels(*labels),
+                self.duration.labels(*labels),
+            )
+        finished, duration_histogram = children
+        finished.inc()
         duration = run_seconds(task_result)
         if duration is not None:
-            self.duration.labels(*labels, outcome).observe(duration)
+            duration_histogram.observe(duration)
         log_task(task_result, outcome, duration)
 
 

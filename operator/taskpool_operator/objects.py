@@ -155,6 +155,7 @@ def build_worker_pod_template(pool: Pool) -> dict[str, Any]:
         "securityContext": copy.deepcopy(worker.get("podSecurityContext") or _RESTRICTED_POD_SECURITY),
         "volumes": [{"name": "tmp", "emptyDir": {}}],
         "enableServiceLinks": False,
+        "automountServiceAccountToken": bool(worker["automountServiceAccountToken"]),
     }
     optional = {
         "serviceAccountName": worker.get("serviceAccountName"),

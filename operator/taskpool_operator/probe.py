@@ -3,7 +3,8 @@
 One `ProbeHub` serves every TaskWorkerPool. Pools register their interest (a key, the DSN from their Secret,
 and a `ProbeTarget`); pools on the same database share one pooled connection, and one tick runs ONE statement
 (`sql.QUEUE_DEPTH`) for the union of their interests, then stores each pool's `PoolDepth` (or the
-`ProbeError` that tick hit). The handlers' per-pool timer reads `hub.latest(key)`; it never waits on SQL.
+`ProbeError` that tick hit). A pool's timer asks `hub.fresh(key, max_age)`: it ticks the database only when
+the reading is older than that, and timers of many pools firing together share one tick.
 
 Connections are read-only (`default_transaction_read_only`), carry a server-side statement timeout and a
 connect timeout, and run the single statement in autocommit: one round trip per tick per database. Errors
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,8 +29,6 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from taskpool_operator import sql
-
-logger = logging.getLogger(__name__)
 
 ErrorReason = Literal["connect", "timeout", "missing_table", "missing_index", "query"]
 ERROR_REASONS: Final[tuple[ErrorReason, ...]] = get_args(ErrorReason)
@@ -138,10 +136,10 @@ class WorkerTasks:
 
 @dataclass(frozen=True)
 class PoolDepth:
-    """One pool's view of a tick: its queues (those it names, plus any with ready or running tasks when it
-    takes every queue), its RUNNING rows per worker id, and totals. `ready` is capped at the target's cap;
-    `oldest_ready_age_seconds` is 0 when nothing is ready. `probed_at` is `time.monotonic()` at the end of the
-    query, to judge staleness; ages come from the database clock."""
+    """One pool's view of a tick: its queues (those it names; with `*`, every queue not excluded that has
+    READY rows, due or not, or RUNNING rows), its RUNNING rows per worker id, and totals. `ready` is capped
+    at the target's cap; `oldest_ready_age_seconds` is 0 when nothing is ready. `probed_at` is
+    `time.monotonic()` at the end of the query, to judge staleness; ages come from the database clock."""
 
     queues: tuple[QueueDepth, ...]
     running_by_worker: tuple[WorkerTasks, ...]
@@ -349,12 +347,14 @@ class _Database:
         params = _parameters(targets)
         pool = await self._open_pool()
         try:
-            async with pool.connection() as conn:
-                async with asyncio.timeout(
-                    self.hub.statement_timeout_seconds + self.hub.connect_timeout_seconds
-                ):
-                    cursor = await conn.execute(sql.QUEUE_DEPTH, params)
-                    records = await cursor.fetchall()
+            try:
+                records = await self._execute(pool, params)
+            except psycopg.OperationalError as exc:
+                if isinstance(exc, PoolTimeout) or not _connection_lost(exc):
+                    raise
+                # The pooled connection died between ticks (server restart, failover, a proxy's idle
+                # timeout): the pool replaces it, and one retry keeps that from looking like an outage.
+                records = await self._execute(pool, params)
         except PoolTimeout:
             raise self._connect_error() from None
         except TimeoutError:
@@ -366,6 +366,14 @@ class _Database:
         except psycopg.Error as exc:
             raise self._classify(exc) from None
         return _collect(records, self._where)
+
+    async def _execute(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]], params: Mapping[str, object]
+    ) -> list[TupleRow]:
+        async with pool.connection() as conn:
+            async with asyncio.timeout(self.hub.statement_timeout_seconds + self.hub.connect_timeout_seconds):
+                cursor = await conn.execute(sql.QUEUE_DEPTH, params)
+                return await cursor.fetchall()
 
     async def _open_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
         if self._pool is None:
@@ -453,6 +461,12 @@ def _recording_connection_class(
             return conn
 
     return RecordingConnection
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """A connection that broke under the query (no SQLSTATE: nothing the server reported), or one the server
+    closed on purpose (admin shutdown, terminated backend)."""
+    return exc.sqlstate is None or exc.sqlstate.startswith("57P")
 
 
 def _parameters(targets: Iterable[ProbeTarget]) -> dict[str, list[str] | list[int]]:

@@ -194,6 +194,10 @@ class LocalCluster:
     ) -> Iterator[LocalCluster]:
         """Starts a cluster with `nodes` Nodes; stops it and every pod on exit. Without `state_dir` the state
         lives in a temporary folder that is removed afterwards."""
+        if os.geteuid() != 0:
+            raise ClusterError(
+                "the local cluster needs root: it creates network namespaces, veth pairs and mounts"
+            )
         bindir = binaries.require()
         owned_dir = state_dir is None
         folder = Path(tempfile.mkdtemp(prefix="taskpool-cluster-")) if state_dir is None else state_dir
@@ -280,6 +284,7 @@ class LocalCluster:
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--allow-privileged=true",  # so that Pod Security admission, not this flag, decides
                     "--profiling=false",
+                    "--kubelet-preferred-address-types=InternalIP",  # for `kubectl logs` (log_server.py)
                 ],
                 logs,
             )
@@ -346,6 +351,8 @@ class LocalCluster:
             "ca": str(self.pki.ca_cert),
             "cert": str(self.pki.client_cert("node-agent")),
             "key": str(self.pki.client_key("node-agent")),
+            "serving_cert": str(self.pki.serving_cert),
+            "serving_key": str(self.pki.serving_key),
             "nodes": self.node_names,
             "slot": self.slot.index,
             "state_dir": str(self.state_dir),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import images, network
+from tests.cluster import images, log_server, network
 from tests.cluster.pod_runner import PodRunner, now_rfc3339
 from tests.cluster.rest import ApiError, Rest
 
@@ -82,7 +82,9 @@ class Agent:
             "pods": str(config.get("max_pods", 110)),
             "ephemeral-storage": str(os.statvfs("/").f_frsize * os.statvfs("/").f_blocks),
         }
+        self.log_port = self.slot.port(5)
         self.stopping = threading.Event()
+        self.stopped_at = float("inf")
         self.runners: dict[str, PodRunner] = {}
         self._index_lock = threading.Lock()
         self._free_indexes = list(self.slot.pod_indexes)
@@ -166,7 +168,7 @@ class Agent:
                 {"type": "InternalIP", "address": self.slot.gateway},
                 {"type": "Hostname", "address": name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.log_port}},
             "nodeInfo": {
                 "machineID": "",
                 "systemUUID": "",
@@ -295,8 +297,18 @@ class Agent:
                 self.log(f"pod watch failed, relisting: {exc!r}")
                 self.stopping.wait(1)
 
-    def stop(self) -> None:
+    def pod_active(self, folder: Path) -> bool:
+        """Whether the pod whose files are in `folder` still has processes (for `kubectl logs -f`)."""
+        return any(
+            r.folder == folder and not r.finished and r.is_alive() for r in list(self.runners.values())
+        )
+
+    def stop_soon(self) -> None:
+        self.stopped_at = min(self.stopped_at, time.monotonic())
         self.stopping.set()
+
+    def stop(self) -> None:
+        self.stop_soon()
         for runner in list(self.runners.values()):
             runner.wake.set()
         for runner in list(self.runners.values()):
@@ -306,8 +318,15 @@ class Agent:
 def main() -> None:
     config = json.loads(Path(sys.argv[1]).read_text())
     agent = Agent(config)
-    signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: agent.stopping.set())
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: agent.stop_soon())
+    log_server.serve(
+        (agent.slot.gateway, agent.log_port),
+        Path(config["serving_cert"]),
+        Path(config["serving_key"]),
+        agent.state_dir / "pods",
+        agent.pod_active,
+    )
     agent.register_nodes()
     threading.Thread(target=agent.heartbeat, name="heartbeat", daemon=True).start()
     threading.Thread(target=agent.watch_pods, name="pod-watch", daemon=True).start()

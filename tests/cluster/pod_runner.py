@@ -70,6 +70,24 @@ class Container:
     probes: dict[str, Probe] = field(default_factory=dict)
     done: bool = False  # finished for good (init container succeeded, or no restart per policy)
 
+    def _write_name_files(self) -> None:
+        """/etc/hosts as the kubelet writes it (the pod's own name resolves without DNS, plus hostAliases)
+        and an /etc/resolv.conf that fails fast: there is no cluster DNS, and no other network to resolve."""
+        spec = self.pod["spec"]
+        hostname = spec.get("hostname") or self.meta["name"]
+        lines = [
+            "# Kubernetes-managed hosts file (taskpool node agent).",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            f"{self.pod_ip}\t{hostname}",
+        ]
+        lines += [f"{a['ip']}\t{' '.join(a.get('hostnames') or [])}" for a in spec.get("hostAliases") or []]
+        (self.folder / "hosts").write_text("\n".join(lines) + "\n")
+        (self.folder / "resolv.conf").write_text(
+            "# No cluster DNS on the taskpool local cluster; lookups fail at once.\n"
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+        )
+
     def _pod_view(self) -> dict[str, Any]:
         """The pod as the downward API sees it: with the addresses this agent gave it, even before the API
         reflects them."""
@@ -159,6 +177,24 @@ class PodRunner(threading.Thread):
         finally:
             self._release_network()
 
+    def _write_name_files(self) -> None:
+        """/etc/hosts as the kubelet writes it (the pod's own name resolves without DNS, plus hostAliases)
+        and an /etc/resolv.conf that fails fast: there is no cluster DNS, and no other network to resolve."""
+        spec = self.pod["spec"]
+        hostname = spec.get("hostname") or self.meta["name"]
+        lines = [
+            "# Kubernetes-managed hosts file (taskpool node agent).",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            f"{self.pod_ip}\t{hostname}",
+        ]
+        lines += [f"{a['ip']}\t{' '.join(a.get('hostnames') or [])}" for a in spec.get("hostAliases") or []]
+        (self.folder / "hosts").write_text("\n".join(lines) + "\n")
+        (self.folder / "resolv.conf").write_text(
+            "# No cluster DNS on the taskpool local cluster; lookups fail at once.\n"
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+        )
+
     def _pod_view(self) -> dict[str, Any]:
         """The pod as the downward API sees it: with the addresses this agent gave it, even before the API
         reflects them."""
@@ -174,9 +210,13 @@ class PodRunner(threading.Thread):
 
     def _step(self) -> None:
         now = time.monotonic()
-        if self.pod_index is None:
-            self.pod_index = self.agent.allocate_pod_index()
-            self.pod_ip = network.add_pod_interface(self.agent.slot, self.pod_index)
+        if not self.pod_ip:
+            if self.pod["spec"].get("hostNetwork"):  # the node's namespace and address, as on a real node
+                self.pod_ip = self.agent.slot.gateway
+            else:
+                self.pod_index = self.agent.allocate_pod_index()
+                self.pod_ip = network.add_pod_interface(self.agent.slot, self.pod_index)
+            self._write_name_files()
         if not self.volumes_ready and now >= self.setup_retry_at:
             try:
                 self.volumes.pod = self._pod_view()
@@ -255,6 +295,9 @@ class PodRunner(threading.Thread):
         (self.folder / "home").mkdir(exist_ok=True)
         cwd = environment.cwd or (self.folder / "home")
         mounts = [
+            {"source": str(self.folder / name), "target": f"/etc/{name}", "readOnly": True}
+            for name in ("hosts", "resolv.conf")
+        ] + [
             {
                 "source": str(self.volumes.source(m["name"]) / m.get("subPath", "")),
                 "target": m["mountPath"],
@@ -270,8 +313,8 @@ class PodRunner(threading.Thread):
             out.write(
                 json.dumps(
                     {
-                        "netns": self.agent.slot.netns(self.pod_index or 0),
-                        "hostname": self.meta["name"][:63],
+                        "netns": None if self.pod_index is None else self.agent.slot.netns(self.pod_index),
+                        "hostname": (self.pod["spec"].get("hostname") or self.meta["name"])[:63],
                         "mounts": mounts,
                         "cwd": str(cwd),
                         "argv": argv,
@@ -394,6 +437,11 @@ class PodRunner(threading.Thread):
 
     def _wait_all_exited(self) -> None:
         while any(c.running for c in self.all_containers):
+            if self.agent.stopping.is_set():  # the node is shutting down: a short grace for everyone
+                cap = self.agent.stopped_at + self.agent.shutdown_grace_s
+                for container in self.all_containers:
+                    if container.kill_deadline is not None and container.kill_deadline > cap:
+                        container.kill_deadline = cap
             for container in self.all_containers:
                 if container.running:
                     self._check_exit(container)

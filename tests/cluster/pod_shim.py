@@ -2,8 +2,8 @@
 
     python -I -S pod_shim.py SPEC.json
 
-SPEC: {"netns": name under /run/netns, "hostname": pod name, "mounts": [{"source", "target", "readOnly"}],
-"cwd", "argv", "env", "status_file"}.
+SPEC: {"netns": name under /run/netns (null: the host's), "hostname": pod name,
+"mounts": [{"source", "target", "readOnly"}], "cwd", "argv", "env", "status_file"}.
 
 The shim joins the pod's network namespace, makes a private mount, UTS, IPC and PID namespace, bind-mounts the
 pod's volumes (among them the service-account token at /var/run/secrets/kubernetes.io/serviceaccount), then
@@ -58,13 +58,15 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     die_with_parent()
-    with open(f"/run/netns/{spec['netns']}") as ns:
-        check(libc.setns(ns.fileno(), CLONE_NEWNET), "setns")
+    if spec["netns"] is not None:  # None: hostNetwork
+        with open(f"/run/netns/{spec['netns']}") as ns:
+            check(libc.setns(ns.fileno(), CLONE_NEWNET), "setns")
     check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     socket.sethostname(spec["hostname"])
     for m in spec["mounts"]:
-        os.makedirs(m["target"], exist_ok=True)
+        if os.path.isdir(m["source"]):  # a file (/etc/hosts) is mounted over an existing file
+            os.makedirs(m["target"], exist_ok=True)
         mount(m["source"], m["target"], None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             mount(None, m["target"], None, MS_BIND | MS_REMOUNT | MS_RDONLY)
@@ -80,7 +82,7 @@ def main() -> None:
             os.set_inheritable(write_end, False)
             os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
         except BaseException as exc:  # report why the container could not start, then fail like a runtime
-            os.write(write_end, f"{type(exc).__name__}: {exc}".encode())
+            os.write(write_end, f"exec {spec['argv'][0]!r}: {type(exc).__name__}: {exc}".encode())
             os._exit(128)
     os.close(write_end)
     with open(spec["status_file"], "w") as f:

@@ -335,6 +335,8 @@ def test_pod_reaches_the_api_with_in_cluster_credentials(cluster: LocalCluster, 
     log = cluster.pod_log(namespace, "incluster")
     assert phase["phase"] == "Succeeded", log
     assert f"in-cluster read incluster {phase['podIP']}" in log
+    # kubectl logs works too: the API server proxies to the node agent's log endpoint
+    assert cluster.kubectl("-n", namespace, "logs", "incluster").stdout == log
 
 
 def test_crashing_container_restarts_and_unmapped_image_fails_to_pull(

@@ -19,6 +19,7 @@ import math
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -30,6 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
+from charts import checks
 from monitoring import config, generate, rules
 from tests.cluster.control_plane import LocalCluster
 from tests.e2e import operator_harness as harness
@@ -74,7 +76,71 @@ class Prometheus:
         return self.log_path.read_text(errors="replace")
 
 
-def prometheus_config(operator_port: int, worker_port: int, namespace: str) -> dict[str, Any]:
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+def pod_discovery(cluster: LocalCluster, namespace: str, path: Path, stop: threading.Event) -> None:
+    """What Prometheus' kubernetes_sd (role pod) finds, written as a file_sd file every half second: one
+    target per container port with the `__meta_kubernetes_*` labels the Prometheus Operator relabels. Debian
+    builds Prometheus without kubernetes_sd, so the test discovers the pods itself from the same API."""
+    while not stop.is_set():
+        groups = []
+        for pod in cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods")["items"]:
+            ip = pod.get("status", {}).get("podIP")
+            if not ip or pod["metadata"].get("deletionTimestamp"):
+                continue
+            meta = {
+                "__meta_kubernetes_namespace": namespace,
+                "__meta_kubernetes_pod_name": pod["metadata"]["name"],
+                **{
+                    "__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", k): v
+                    for k, v in pod["metadata"].get("labels", {}).items()
+                },
+            }
+            for container in pod["spec"]["containers"]:
+                for port in container.get("ports", []):
+                    labels = {**meta, "__meta_kubernetes_pod_container_port_name": port.get("name", "")}
+                    groups.append({"targets": [f"{ip}:{port['containerPort']}"], "labels": labels})
+        path.with_suffix(".tmp").write_text(json.dumps(groups))
+        path.with_suffix(".tmp").replace(path)
+        stop.wait(0.5)
+
+
+def podmonitor_scrape_config(targets_file: Path, namespace: str) -> dict[str, Any]:
+    """The scrape job the Prometheus Operator would generate from the chart's PodMonitor (as rendered with
+    `monitoring.podMonitor.enabled` and the operator watching `namespace`): pods selected by the monitor's
+    labels and port name, then the monitor's own relabelings (pool, namespace, pod)."""
+    documents = checks.documents(
+        checks.template(
+            set_values=["monitoring.podMonitor.enabled=true", f'operator.watchNamespaces=["{namespace}"]']
+        )
+    )
+    (monitor,) = [d for d in documents if d["kind"] == "PodMonitor"]
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [namespace]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    relabel: list[dict[str, Any]] = [
+        {
+            "action": "keep",
+            "source_labels": ["__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", label)],
+            "regex": value,
+        }
+        for label, value in monitor["spec"]["selector"]["matchLabels"].items()
+    ]
+    port_name = "__meta_kubernetes_pod_container_port_name"
+    relabel.append({"action": "keep", "source_labels": [port_name], "regex": endpoint["port"]})
+    relabel += [{_snake(k): v for k, v in rule.items()} for rule in endpoint["relabelings"]]
+    return {
+        "job_name": "taskpool-worker-pods",
+        "metrics_path": endpoint["path"],
+        "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
+        "relabel_configs": relabel,
+    }
+
+
+def prometheus_config(
+    operator_port: int, worker_port: int, namespace: str, pod_job: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ROOT / generate.RULE_FILE)],
@@ -86,7 +152,7 @@ def prometheus_config(operator_port: int, worker_port: int, namespace: str) -> d
                 "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"]}],
             },
             {
-                # As the chart's PodMonitor: namespace, pod and pool (from the pod label taskpool.dev/pool).
+                # Our own worker process, labelled as the chart's PodMonitor labels worker pods.
                 "job_name": "taskpool-workers",
                 "static_configs": [
                     {
@@ -95,6 +161,7 @@ def prometheus_config(operator_port: int, worker_port: int, namespace: str) -> d
                     }
                 ],
             },
+            pod_job,
         ],
     }
 
@@ -203,13 +270,23 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
     postgres_admin_dsn: str,
     worker_runs: Callable[..., WorkerRun],
     start_prometheus: Callable[[dict[str, Any]], Prometheus],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     db = migrated_database
     missing_db = postgres.to_url(postgres.with_database(postgres_admin_dsn, "taskpool_does_not_exist"))
 
     worker = worker_runs(db.url, "--queue-name=*", "--concurrency=2", env={"POD_NAME": WORKER_POD})
     worker.wait_ready(processes=2)
-    prometheus = start_prometheus(prometheus_config(operator.metrics_port, worker.port, namespace))
+    targets_file = tmp_path / "pods.json"
+    stop_discovery = threading.Event()
+    discovery = threading.Thread(
+        target=pod_discovery, args=(cluster, namespace, targets_file, stop_discovery)
+    )
+    discovery.start()
+    request.addfinalizer(lambda: (stop_discovery.set(), discovery.join()))
+    pod_job = podmonitor_scrape_config(targets_file, namespace)
+    prometheus = start_prometheus(prometheus_config(operator.metrics_port, worker.port, namespace, pod_job))
     start = time.time()
     create_pool(cluster, namespace, POOL, db.url)
     create_pool(cluster, namespace, BROKEN_POOL, missing_db)
@@ -243,10 +320,16 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
         assert checked.stdout.strip() == "", f"{name}: {checked.stdout}"  # no lint findings either
 
     targets = prometheus.api("targets")["activeTargets"]
-    assert {t["labels"]["job"]: t["health"] for t in targets} == {
-        "taskpool-operator": "up",
-        "taskpool-workers": "up",
-    }, targets
+    static = {t["labels"]["job"]: t["health"] for t in targets if t["labels"]["job"] != pod_job["job_name"]}
+    assert static == {"taskpool-operator": "up", "taskpool-workers": "up"}, targets
+    # The pool's own worker pod, found and labelled through the chart's PodMonitor, was scraped.
+    pod_series = prometheus.range_query(
+        f'{config.PROCESSES}{{job="{pod_job["job_name"]}", namespace="{namespace}", pool="{POOL}"}}',
+        start,
+        end,
+    )
+    assert pod_series, f"no worker pod scraped through the PodMonitor; targets: {targets}"
+    assert {s["metric"]["pod"].startswith(f"{POOL}-workers-") for s in pod_series} == {True}
     groups = prometheus.api("rules")["groups"]
     loaded = [r for g in groups for r in g["rules"]]
     assert len(loaded) == len(config.RECORDING_RULES) + len(config.ALERTS)

@@ -665,15 +665,22 @@ def test_background_ticks_feed_every_pool_and_the_observer(
     assert all(error is None and seconds > 0 for seconds, error in observed)
 
 
-def probe_connections(admin_dsn: str, dsn: str) -> int:
-    with psycopg.connect(admin_dsn) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'taskpool-operator' AND datname = %s",
-            [conninfo_to_dict(dsn)["dbname"]],
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+async def probe_connections(admin_dsn: str, dsn: str, expected: int) -> int:
+    """The probe's server sessions on `dsn`'s database, waiting up to 10 s for `expected` (a closed
+    connection's backend exits a moment after the client lets go)."""
+    deadline = time.monotonic() + 10
+    while True:
+        async with await psycopg.AsyncConnection.connect(admin_dsn) as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'taskpool-operator' AND datname = %s",
+                [conninfo_to_dict(dsn)["dbname"]],
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        if int(row[0]) == expected or time.monotonic() > deadline:
+            return int(row[0])
+        await asyncio.sleep(0.1)
 
 
 def test_a_rotated_secret_moves_the_pool_and_releases_the_old_connection(
@@ -686,7 +693,7 @@ def test_a_rotated_secret_moves_the_pool_and_releases_the_old_connection(
             async with ProbeHub() as hub:
                 hub.register("pool", migrated_database.dsn, ProbeTarget(queues=("emails",)))
                 assert isinstance(await hub.fresh("pool", 60), PoolDepth)
-                assert probe_connections(postgres_admin_dsn, migrated_database.dsn) == 1
+                assert await probe_connections(postgres_admin_dsn, migrated_database.dsn, 1) == 1
                 # Same database, new target: the old reading no longer answers for it.
                 hub.register("pool", migrated_database.dsn, ProbeTarget(queues=("reports",)))
                 assert hub.latest("pool") is None
@@ -695,14 +702,37 @@ def test_a_rotated_secret_moves_the_pool_and_releases_the_old_connection(
                 # Another database: the first one's connection is closed.
                 hub.register("pool", second, ProbeTarget(queues=("reports",)))
                 assert isinstance(await hub.fresh("pool", 60), PoolDepth)
-                await asyncio.sleep(0.5)
                 assert len(hub.databases()) == 1
-                assert probe_connections(postgres_admin_dsn, migrated_database.dsn) == 0
-                assert probe_connections(postgres_admin_dsn, second) == 1
+                assert await probe_connections(postgres_admin_dsn, migrated_database.dsn, 0) == 0
+                assert await probe_connections(postgres_admin_dsn, second, 1) == 1
                 await hub.unregister("pool")
-                await asyncio.sleep(0.5)
-                assert probe_connections(postgres_admin_dsn, second) == 0
+                assert await probe_connections(postgres_admin_dsn, second, 0) == 0
 
         asyncio.run(run())
     finally:
         postgres.drop_database(postgres_admin_dsn, second)
+
+
+def test_a_connection_lost_between_ticks_is_replaced_without_a_failed_tick(
+    migrated_database: django_db.MigratedDatabase, postgres_admin_dsn: str
+) -> None:
+    """A server restart or failover kills the pooled connection; the next tick reconnects and succeeds."""
+    observed: list[ProbeError | None] = []
+
+    async def run() -> None:
+        async with ProbeHub(on_probe=lambda _s, error: observed.append(error)) as hub:
+            hub.register("pool", migrated_database.dsn, ProbeTarget())
+            await hub.tick(migrated_database.dsn)
+            async with await psycopg.AsyncConnection.connect(postgres_admin_dsn, autocommit=True) as admin:
+                cursor = await admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'taskpool-operator' AND datname = %s",
+                    [conninfo_to_dict(migrated_database.dsn)["dbname"]],
+                )
+                assert await cursor.fetchone() == (1,)
+            await asyncio.sleep(0.2)
+            await hub.tick(migrated_database.dsn)
+            assert isinstance(hub.latest("pool"), PoolDepth)
+
+    asyncio.run(run())
+    assert observed == [None, None]

@@ -1,7 +1,10 @@
-"""Migrated databases for tests: the demo project's `manage.py migrate` run for real, as a subprocess.
+"""The Django side for tests: migrated databases, and the demo project's commands run for real.
 
-`migrate` runs once per session into a template database; each test gets a copy (`CREATE DATABASE ...
-TEMPLATE`), which takes a fraction of a second instead of a full migration run.
+Fixtures: `migrated_database` (a `MigratedDatabase` with `.dsn` and `.url`: the demo project's
+`manage.py migrate` runs once per session into a template database and each test gets a copy, `CREATE
+DATABASE ... TEMPLATE`, a fraction of a second instead of a migration run) and `worker_runs` (background
+`taskpool_worker` processes, stopped after the test). Helpers: `enqueue` (demo tasks through `manage.py
+enqueue_burst`), `task_rows`, `wait_until`, `free_port`, `manage`/`django_env` to run any command.
 """
 
 from __future__ import annotations

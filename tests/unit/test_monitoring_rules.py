@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from charts import checks
 from monitoring import config, generate, rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,29 +138,12 @@ def test_chart_template_refers_to_every_threshold_value() -> None:
 # --- rendered by Helm --------------------------------------------------------------------------------------
 
 
-def _helm() -> str:
-    found = shutil.which("helm")
-    if not found:
-        bindir = subprocess.run(
-            [str(ROOT / "scripts/install-tools.sh"), "--print-bindir"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        candidate = Path(bindir) / "helm"
-        found = str(candidate) if candidate.exists() else None
-    if not found:
-        pytest.fail("helm is missing: run `scripts/install-tools.sh helm`", pytrace=False)
-    return found
-
-
-def _render(*set_args: str) -> list[dict[str, Any]]:
-    args = [_helm(), "template", "t", str(ROOT / "charts/taskpool"), "--namespace", "ops"]
-    for item in set_args:
-        args += ["--set-json", item]  # JSON values: 0.25 stays a number (plain --set makes it a string)
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
+def _render(*set_values: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart (release `t`, namespace `ops`); values are JSON (0.25 stays a number)."""
+    try:
+        return checks.documents(checks.template(set_values=set_values, release="t", namespace="ops"))
+    except checks.ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def _prometheus_rule(documents: list[dict[str, Any]]) -> dict[str, Any]:
@@ -248,11 +232,6 @@ def test_helm_renders_one_dashboard_config_map_per_dashboard() -> None:
     ],
 )
 def test_helm_rejects_a_bad_threshold_naming_it(value: str, path: str) -> None:
-    result = subprocess.run(
-        [_helm(), "template", "t", str(ROOT / "charts/taskpool"), "--set-json", value],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = checks.helm("template", "t", str(checks.CHART), "--set-json", value, check=False)
     assert result.returncode != 0
     assert path in result.stderr, result.stderr

@@ -2,7 +2,8 @@ module taskpool.dev/k8sbuild
 
 // Pins one Kubernetes release. k8s.io/kubernetes replaces its staging modules with local paths, which only
 // resolve inside its own repository, so every k8s.io staging module is pinned here to the matching v0.Y.Z.
-// Change the release with: tests/cluster/k8sbuild/build.sh --set-version vX.Y.Z (then commit go.mod/go.sum).
+// The `tool` block keeps the four commands' dependencies in go.sum. To change the release: edit
+// k8s.io/kubernetes below and every v0.Y.Z in the replace block, run `go mod tidy` here, `make k8s-binaries`.
 
 go 1.26.0
 

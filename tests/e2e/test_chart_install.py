@@ -1,0 +1,210 @@
+"""The Helm chart on the local control plane, with the real Helm 4: install into a namespace that enforces Pod
+Security "restricted", a pool from values reconciled by the operator pod (run by the node agent from the
+operator image's mapping), `--wait` until the pool is Ready, an upgrade that rolls the operator, and an
+uninstall that removes everything the chart created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from charts import checks
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.rest import ApiError
+from tests.e2e import operator_harness as h
+from tests.support.django_db import MigratedDatabase
+
+pytestmark = pytest.mark.e2e
+
+POOL = "shop"
+INSTANCE = "app.kubernetes.io/instance"
+# Every kind the chart can create, with the API path listing it (namespaced ones take the namespace).
+NAMESPACED = {
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "TaskWorkerPool": "/apis/taskpool.dev/v1alpha1/namespaces/{ns}/taskworkerpools",
+}
+CLUSTER_SCOPED = {
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+}
+
+
+class Helm:
+    def __init__(self, cluster: LocalCluster, home: Path) -> None:
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        try:
+            binary = checks.helm_binary()
+        except checks.ToolMissing as exc:
+            pytest.fail(str(exc), pytrace=False)
+        result = subprocess.run(
+            [binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+
+@pytest.fixture
+def helm(cluster: LocalCluster, tmp_path: Path) -> Helm:
+    return Helm(cluster, tmp_path / "helm")
+
+
+@pytest.fixture
+def release(namespace: str) -> str:
+    # Cluster-scoped names (ClusterRole...) derive from the release name: unique per test namespace.
+    return f"tp-{namespace.removeprefix('test-')}"
+
+
+@pytest.fixture
+def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase) -> MigratedDatabase:
+    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
+    return migrated_database
+
+
+def pool_values(namespace: str) -> str:
+    spec = h.pool_manifest(POOL, "db", scaling={"minReplicas": 1, "maxReplicas": 3})["spec"]
+    return "pools=" + json.dumps([{"name": POOL, "spec": spec}])
+
+
+def release_objects(cluster: LocalCluster, namespace: str, release: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    paths = {**{k: v.format(ns=namespace) for k, v in NAMESPACED.items()}, **CLUSTER_SCOPED}
+    for kind, path in paths.items():
+        try:
+            items = cluster.rest.get(path, labelSelector=f"{INSTANCE}={release}")["items"]
+        except ApiError as exc:
+            if exc.status == 404:
+                continue
+            raise
+        if items:
+            found[kind] = sorted(i["metadata"]["name"] for i in items)
+    return found
+
+
+def operator_pods(cluster: LocalCluster, namespace: str, release: str) -> list[dict[str, Any]]:
+    selector = f"{INSTANCE}={release},app.kubernetes.io/component=operator"
+    pods = cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture
+def installed(
+    cluster: LocalCluster, namespace: str, release: str, helm: Helm, database: MigratedDatabase
+) -> Iterator[str]:
+    """The chart installed with `--wait`, watching the test namespace, with one pool from values."""
+    helm(
+        "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "240s",
+        "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+        "--set-json", pool_values(namespace),
+    )  # fmt: skip
+    try:
+        yield release
+    finally:
+        helm(
+            "uninstall",
+            release,
+            "--namespace",
+            namespace,
+            "--wait",
+            "--timeout",
+            "240s",
+            "--ignore-not-found",
+        )
+
+
+def test_install_wait_returns_with_the_pool_from_values_ready(
+    cluster: LocalCluster, namespace: str, installed: str
+) -> None:
+    # `helm install --wait` has returned: the pool must already report Ready for its current generation.
+    pool = h.get_pool(cluster, namespace, POOL)
+    ready_condition = h.condition(pool, "Ready")
+    assert ready_condition.get("status") == "True", pool.get("status")
+    assert ready_condition["observedGeneration"] == pool["metadata"]["generation"]
+    assert pool["metadata"]["labels"][INSTANCE] == installed
+    # The operator ran as a pod (admitted under "restricted") and reconciled the pool into its Deployment.
+    (pod,) = operator_pods(cluster, namespace, installed)
+    assert ready(pod)
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    deployment = h.get_deployment(cluster, namespace, f"{POOL}-workers")
+    assert deployment is not None
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]
+    assert deployment["spec"]["replicas"] == 1
+    log = cluster.pod_log(namespace, pod["metadata"]["name"])
+    assert POOL in log, log[-3000:]
+
+
+def test_upgrade_with_changed_values_rolls_the_operator(
+    cluster: LocalCluster, namespace: str, installed: str, helm: Helm
+) -> None:
+    (before,) = operator_pods(cluster, namespace, installed)
+    helm(
+        "upgrade", installed, str(checks.CHART), "--namespace", namespace, "--reuse-values",
+        "--set", "operator.logLevel=debug", "--wait", "--timeout", "240s",
+    )  # fmt: skip
+    (after,) = h.wait_until(
+        lambda: [p for p in operator_pods(cluster, namespace, installed) if ready(p)],
+        60,
+        "the new operator pod",
+    )
+    assert after["metadata"]["uid"] != before["metadata"]["uid"]
+    assert "--log-level=debug" in after["spec"]["containers"][0]["args"]
+    # Recreate: the old pod is gone, never two operators at once.
+    assert len(operator_pods(cluster, namespace, installed)) == 1
+    # The new operator takes over the pool.
+    h.wait_for_condition(cluster, namespace, POOL, "Ready", timeout=60, status="True")
+
+
+def test_uninstall_removes_everything_the_chart_created(
+    cluster: LocalCluster, namespace: str, release: str, helm: Helm, database: MigratedDatabase
+) -> None:
+    helm(
+        "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "240s",
+        "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+        "--set-json", pool_values(namespace),
+        "--set", "networkPolicy.enabled=true",
+    )  # fmt: skip
+    created = release_objects(cluster, namespace, release)
+    assert {"ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "ClusterRole"} <= created.keys()
+    assert created["TaskWorkerPool"] == [POOL]
+
+    helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "300s")
+
+    # The pre-delete hook deleted the pool while the operator still ran, so its finalizer was removed; then
+    # the garbage collector removes the worker Deployment the pool owned.
+    h.wait_until(lambda: not release_objects(cluster, namespace, release), 60, "the release's objects to go")
+    h.wait_until(
+        lambda: h.get_deployment(cluster, namespace, f"{POOL}-workers") is None,
+        60,
+        "the worker Deployment to go",
+    )
+    pools = cluster.rest.get(h.pools_path(namespace))["items"]
+    assert pools == []
+    # The CRD stays: Helm never deletes crds/ (deleting it would delete every pool in the cluster).
+    cluster.rest.get(f"{h.CRD_PATH}/taskworkerpools.taskpool.dev")
