@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import signal
 import statistics
 import subprocess
@@ -94,8 +95,10 @@ def clear_tasks(dsn: str) -> None:
         conn.execute("VACUUM ANALYZE django_tasks_database_dbtaskresult")
 
 
-def run_manage(database_url: str, *args: str, timeout: float = 1800) -> None:
-    """Runs `manage.py ARGS` of the demo project to completion; fails loudly with its output."""
+def run_manage(database_url: str, *args: str, timeout: float = 1800) -> float:
+    """Runs `manage.py ARGS` of the demo project to completion; fails loudly with its output. Returns the CPU
+    seconds (user + system) it used, its own worker processes included (a supervisor waits for them)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     completed = subprocess.run(
         django_db.manage(*args),
         env=django_db.django_env(database_url),
@@ -109,6 +112,8 @@ def run_manage(database_url: str, *args: str, timeout: float = 1800) -> None:
         raise RuntimeError(
             f"manage.py {' '.join(args)} failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
         )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def processing_rate(dsn: str) -> tuple[int, float]:

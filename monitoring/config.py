@@ -274,6 +274,8 @@ class Panel:
     height: int = 8
     # Value -> text mappings, e.g. {0: ("unreachable", "red")}.
     mappings: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # Series whose legend ends with one of these are limits: drawn dashed, without fill.
+    limits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -453,6 +455,7 @@ OVERVIEW = Dashboard(
                             ("max", MAX_REPLICAS),
                         )
                     ),
+                    limits=("min", "max"),
                 ),
                 Panel(
                     "Scale events",

@@ -99,6 +99,14 @@ def build_panel(panel: config.Panel, panel_id: int) -> Any:
                 )
             ]
         )
+    for suffix in panel.limits:
+        builder = builder.override_by_regexp(
+            f".* {suffix}$",
+            [
+                model.DynamicConfigValue("custom.lineStyle", {"fill": "dash", "dash": [10, 10]}),
+                model.DynamicConfigValue("custom.fillOpacity", 0),
+            ],
+        )
     instant = panel.kind in {"table", "stat"}
     for ref_id, query in zip(REF_IDS, panel.queries, strict=False):
         builder = builder.with_target(_target(query, ref_id, instant=instant))

@@ -14,6 +14,10 @@ Fixtures
     namespace  (per test) a fresh namespace (generated name) labelled for Pod Security "restricted"
                (enforce), with its default ServiceAccount present; deleted after the test.
 
+Environment: TASKPOOL_CLUSTER_NODES=N (default 1); TASKPOOL_CLUSTER_STATE=/some/new/folder keeps the
+cluster's state (component logs, pod logs, etcd) after the run for debugging; by default it is a temporary
+folder, removed at the end.
+
 Outside pytest (demo, benchmarks):  `with LocalCluster.start(nodes=1) as cluster: ...`.
 
 Pods run as local processes: see tests/cluster/images.py for which images run (and how), and
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,8 +44,10 @@ RESTRICTED = {
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
+    state = os.environ.get("TASKPOOL_CLUSTER_STATE")
+    nodes = int(os.environ.get("TASKPOOL_CLUSTER_NODES", "1"))
     try:
-        with LocalCluster.start(nodes=int(os.environ.get("TASKPOOL_CLUSTER_NODES", "1"))) as running:
+        with LocalCluster.start(nodes=nodes, state_dir=Path(state) if state else None) as running:
             yield running
     except (BinariesMissing, ClusterError) as exc:
         pytest.fail(str(exc), pytrace=False)

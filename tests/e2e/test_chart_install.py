@@ -114,19 +114,37 @@ def ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def print_pods(cluster: LocalCluster, namespace: str) -> None:
+    """Every pod's container statuses and log tail; pytest shows this output for failed tests only."""
+    for pod in cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods")["items"]:
+        name = pod["metadata"]["name"]
+        statuses = json.dumps(pod.get("status", {}).get("containerStatuses"))[:2000]
+        print(f"--- pod {name}: {statuses}\n{cluster.pod_log(namespace, name)[-3000:]}")
+
+
+def install(helm: Helm, cluster: LocalCluster, namespace: str, release: str, *values: str) -> None:
+    """`helm install --wait` limited to the test namespace, with one pool from values."""
+    try:
+        helm(
+            "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "240s",
+            "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+            "--set-json", pool_values(namespace),
+            *values,
+        )  # fmt: skip
+    except AssertionError:
+        print_pods(cluster, namespace)
+        raise
+
+
 @pytest.fixture
 def installed(
     cluster: LocalCluster, namespace: str, release: str, helm: Helm, database: MigratedDatabase
 ) -> Iterator[str]:
-    """The chart installed with `--wait`, watching the test namespace, with one pool from values."""
-    helm(
-        "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "240s",
-        "--set-json", f'operator.watchNamespaces=["{namespace}"]',
-        "--set-json", pool_values(namespace),
-    )  # fmt: skip
+    install(helm, cluster, namespace, release)
     try:
         yield release
     finally:
+        print_pods(cluster, namespace)
         helm(
             "uninstall",
             release,
@@ -184,12 +202,7 @@ def test_upgrade_with_changed_values_rolls_the_operator(
 def test_uninstall_removes_everything_the_chart_created(
     cluster: LocalCluster, namespace: str, release: str, helm: Helm, database: MigratedDatabase
 ) -> None:
-    helm(
-        "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "240s",
-        "--set-json", f'operator.watchNamespaces=["{namespace}"]',
-        "--set-json", pool_values(namespace),
-        "--set", "networkPolicy.enabled=true",
-    )  # fmt: skip
+    install(helm, cluster, namespace, release, "--set", "networkPolicy.enabled=true")
     created = release_objects(cluster, namespace, release)
     assert {"ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "ClusterRole"} <= created.keys()
     assert created["TaskWorkerPool"] == [POOL]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -256,3 +257,26 @@ def test_healthz_tolerates_long_tasks_and_fails_on_a_stuck_process(
     finally:
         os.kill(idle["pid"], signal.SIGCONT)
     wait_until(lambda: run.health()["http_status"] == 200, 10, "/healthz to recover")
+
+
+def test_given_multiprocess_dir_is_emptied_of_stale_files_and_cleaned(
+    migrated_database: MigratedDatabase, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_999999.db"  # left by a previous container in the same volume
+    stale.write_bytes(b"\0" * 16)
+    keep = metrics_dir / "notes.txt"
+    keep.write_text("not ours")
+    enqueue(migrated_database.url, "noop")
+    completed = subprocess.run(
+        manage("taskpool_worker", "--batch", "--no-startup-delay", "--metrics-port=0"),
+        env=django_env(migrated_database.url, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
+        cwd=DJANGO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(path.name for path in metrics_dir.iterdir()) == ["notes.txt"]

@@ -24,6 +24,10 @@ fi
 stamp="$bindir/.stamp"
 want=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -d' ' -f1)
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+# One build at a time per cache (parallel `make test` runs): the second waits, then finds the stamp.
+mkdir -p "$cache/k8s"
+exec 9>"$cache/k8s/.build.lock"
+flock 9
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     echo "k8s-binaries: $kube_version already built in $bindir" >&2
     echo "$bindir"
@@ -69,8 +73,12 @@ mv "$tmp/server" "$tmp/etcd"
 for b in "${binaries[@]}"; do
     [[ -x "$tmp/$b" ]] || { echo "k8s-binaries: FAILED: $b was not produced" >&2; exit 1; }
 done
-echo "$want" >"$tmp/.stamp"
-rm -rf "$bindir"
-mv "$tmp" "$bindir"
+# Renames replace each binary atomically: a cluster starting meanwhile runs either the old or the new one.
+mkdir -p "$bindir"
+for b in "${binaries[@]}"; do
+    mv -f "$tmp/$b" "$bindir/$b"
+done
+echo "$want" >"$stamp"
+rm -rf "$tmp"
 echo "k8s-binaries: built ${binaries[*]} in $(($(date +%s) - start)) s into $bindir" >&2
 echo "$bindir"
