@@ -5,7 +5,9 @@ Debian's Prometheus (2.42) scrapes, every second:
   with two pools: `shop` on a real PostgreSQL with a workload (successes, failures, a backlog) and
   `broken`, whose Secret names a database that does not exist (probe errors, an unreachable database);
 - a worker runtime, `manage.py taskpool_worker` on the same database as a local process, with the labels a
-  PodMonitor would add (`namespace`, `pool`, `pod`) set by the scrape config.
+  PodMonitor would add (`namespace`, `pool`, `pod`) set by the scrape config;
+- the pool's own worker pods, found through the scrape job the chart's PodMonitor stands for (its selector,
+  port and relabelings, applied to the pods of the cluster's API).
 It loads monitoring/rules/taskpool.rules.yaml. Then every panel query (Grafana variables substituted), every
 variable query, every recording rule and every alert's expression (in its `bool` form, see `alert_inputs`)
 goes through Prometheus' HTTP API, and each must return data. Both expositions must pass `promtool check

@@ -97,6 +97,17 @@ def test_pool_owns_a_restricted_worker_deployment(
         "the operator to restore the Deployment",
     )
 
+    # So is deleting it.
+    cluster.rest.delete(h.deployment_path(namespace, "shop-workers"))
+    h.wait_until(
+        lambda: (
+            (d := h.get_deployment(cluster, namespace, "shop-workers"))
+            and d["metadata"]["uid"] != deployment["metadata"]["uid"]
+        ),
+        30,
+        "the operator to create the Deployment again",
+    )
+
     # A spec change rolls out, keeping the replicas the operator chose.
     cluster.rest.patch(h.pools_path(namespace, "shop"), {"spec": {"worker": {"concurrency": 2}}})
     h.wait_until(
@@ -242,3 +253,17 @@ def test_tasks_of_a_killed_worker_are_reported_as_orphans(
     assert re.search(
         rf'taskpool_pool_orphaned_tasks\{{namespace="{namespace}",pool="orphans"\}} 1', operator.metrics()
     )
+
+
+def test_manual_mode_follows_kubectl_scale(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    manifest = h.pool_manifest(
+        "manual", "db", scaling={"enabled": False}, replicas=2, worker={"image": "registry.invalid/none:1"}
+    )
+    h.create_pool(cluster, namespace, manifest)
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "manual-workers") == 2, 30, "2 replicas")
+    cluster.kubectl("-n", namespace, "scale", "twp/manual", "--replicas=0")
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "manual-workers") == 0, 30, "0 replicas")
+    pool = h.wait_for_condition(cluster, namespace, "manual", "ScalingActive", reason="ScalingDisabled")
+    assert pool["status"]["desiredReplicas"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_check_mode_reports_a_hand_edit(tmp_path: Path) -> None:
 
 def test_python_dash_m_monitoring_check_passes_on_the_repository() -> None:
     result = subprocess.run(
-        [str(ROOT / ".venv/bin/python"), "-m", "monitoring", "--check"],
+        [sys.executable, "-m", "monitoring", "--check"],
         cwd=ROOT,
         capture_output=True,
         text=True,
