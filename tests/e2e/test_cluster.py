@@ -326,7 +326,14 @@ def test_pod_reaches_the_api_with_in_cluster_credentials(cluster: LocalCluster, 
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "incluster"},
-        "spec": {"restartPolicy": "Never", "containers": [container("c", script, env=env)]},
+        "spec": {
+            "restartPolicy": "Never",
+            # a scratch /tmp, as restricted charts mount: it must not hide the pod's other volumes
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "containers": [
+                container("c", script, env=env, volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}])
+            ],
+        },
     }
     rest.create(f"/api/v1/namespaces/{namespace}/pods", pod)
     path = f"/api/v1/namespaces/{namespace}/pods/incluster"

@@ -266,4 +266,9 @@ def test_manual_mode_follows_kubectl_scale(
     cluster.kubectl("-n", namespace, "scale", "twp/manual", "--replicas=0")
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "manual-workers") == 0, 30, "0 replicas")
     pool = h.wait_for_condition(cluster, namespace, "manual", "ScalingActive", reason="ScalingDisabled")
-    assert pool["status"]["desiredReplicas"] == 0
+    assert pool["status"]["observedGeneration"] == pool["metadata"]["generation"]
+    h.wait_until(
+        lambda: h.get_pool(cluster, namespace, "manual")["status"]["desiredReplicas"] == 0,
+        30,
+        "desiredReplicas 0",
+    )

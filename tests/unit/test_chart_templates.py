@@ -320,3 +320,22 @@ def test_values_schema_rejects_wrong_types_and_unknown_keys(value: str, expected
     message = render_error(value)
     assert "values don't meet the specifications of the schema" in message
     assert expected in message, message
+
+
+def test_notes_tell_the_user_what_to_do_next() -> None:
+    pools = [{"name": "emails", "namespace": "shop", "spec": {}}]
+    notes = checks.helm(
+        "install", "taskpool", str(checks.CHART), "--namespace", NAMESPACE, "--dry-run=client",
+        "--set-json", "pools=" + json.dumps(pools), "--set-json", 'operator.watchNamespaces=["shop"]',
+    ).stdout.split("NOTES:", 1)[1]  # fmt: skip
+    assert f"kubectl -n {NAMESPACE} rollout status deployment/taskpool" in notes
+    assert "create secret generic" in notes
+    assert "the namespaces shop" in notes
+    assert "shop/emails" in notes
+    assert "monitoring.serviceMonitor.enabled" in notes
+    assert "kubectl apply --server-side" in notes, "the CRD upgrade step"
+    quiet = checks.helm(
+        "install", "taskpool", str(checks.CHART), "--namespace", NAMESPACE, "--dry-run=client",
+        "--set", "monitoring.serviceMonitor.enabled=true", "--set", "monitoring.podMonitor.enabled=true",
+    ).stdout  # fmt: skip
+    assert "set monitoring.serviceMonitor.enabled" not in quiet

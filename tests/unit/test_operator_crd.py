@@ -102,6 +102,7 @@ def test_every_status_field_the_operator_writes_is_in_the_schema() -> None:
         ready_replicas=1,
         desired_replicas=1,
         conditions=conditions,
+        observed_generation=3,
         ready_tasks=4,
         running_tasks=1,
         oldest_ready_age_s=1.5,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from taskpool_operator import crd, objects
+from taskpool_operator import crd, metrics, objects
 from taskpool_operator.handlers import deployment, indexes, lifecycle, scaling
 
 POOLS = (crd.GROUP, crd.VERSION, crd.PLURAL)
@@ -21,9 +21,12 @@ kopf.on.probe(id="databases")(lifecycle.liveness)
 kopf.index("pods", labels=OWNED)(indexes.worker_pods)
 kopf.index("apps", "v1", "deployments", labels=OWNED)(indexes.worker_deployments)
 
-kopf.on.create(*POOLS, backoff=RETRY_BACKOFF_S)(deployment.reconcile)
-kopf.on.update(*POOLS, field="spec", backoff=RETRY_BACKOFF_S)(deployment.reconcile)
-kopf.on.resume(*POOLS, backoff=RETRY_BACKOFF_S)(deployment.reconcile)
-kopf.on.event("apps", "v1", "deployments", labels=OWNED)(deployment.restore)
+reconcile = metrics.counting_errors("reconcile")(deployment.reconcile)
+kopf.on.create(*POOLS, backoff=RETRY_BACKOFF_S)(reconcile)
+kopf.on.update(*POOLS, field="spec", backoff=RETRY_BACKOFF_S)(reconcile)
+kopf.on.resume(*POOLS, backoff=RETRY_BACKOFF_S)(reconcile)
+kopf.on.event("apps", "v1", "deployments", labels=OWNED)(
+    metrics.counting_errors("restore")(deployment.restore)
+)
 
 kopf.daemon(*POOLS, backoff=RETRY_BACKOFF_S, cancellation_timeout=30)(scaling.run)

@@ -45,14 +45,18 @@ def _now_iso() -> str:
 
 @dataclasses.dataclass
 class _Secret:
-    """The pool's DSN, re-read from its Secret every SECRET_REFRESH_S (or at once after a failure)."""
+    """The pool's DSN, re-read from its Secret every SECRET_REFRESH_S, at once after a failure, and when the
+    pool names another Secret or key."""
 
     dsn: str | None = None
     read_at: float = -math.inf
+    source: tuple[str, str] = ("", "")
 
     async def get(self, pool: Pool) -> str:
-        if self.dsn is None or time.monotonic() - self.read_at > SECRET_REFRESH_S:
+        source = (pool.secret_name, pool.secret_key)
+        if self.dsn is None or source != self.source or time.monotonic() - self.read_at > SECRET_REFRESH_S:
             self.dsn = None
+            self.source = source
             self.dsn = await asyncio.to_thread(
                 kube.read_secret_value, pool.namespace, pool.secret_name, pool.secret_key
             )
@@ -66,7 +70,7 @@ class _Measurement:
     database: cond.Condition
 
 
-async def _measure(pool: Pool, hub: ProbeHub, secret: _Secret, mem: memory.PoolMemory) -> _Measurement:
+async def _measure(pool: Pool, hub: ProbeHub, secret: _Secret) -> _Measurement:
     key = f"{pool.namespace}/{pool.name}"
     try:
         dsn = await secret.get(pool)
@@ -149,7 +153,7 @@ async def tick(
         )
         return INVALID_SPEC_RETRY_S
 
-    measured = await _measure(pool, hub, secret, mem)
+    measured = await _measure(pool, hub, secret)
     depth = measured.depth
     current = mem.desired if mem.desired is not None else deployment.spec_replicas if deployment else 0
     desired = current
@@ -234,16 +238,13 @@ async def tick(
         ready_replicas=deployment.ready_replicas if deployment else 0,
         desired_replicas=desired,
         conditions=conditions,
+        observed_generation=mem.applied_generation,
         ready_tasks=None if depth is None else depth.ready,
         running_tasks=None if depth is None else depth.running,
         oldest_ready_age_s=None if depth is None else depth.oldest_ready_age_seconds,
         orphaned_tasks=orphaned_tasks,
         last_scale_time=mem.last_scale_time,
     )
-    if mem.applied_generation is not None:
-        status["observedGeneration"] = mem.applied_generation
-    else:
-        status.pop("observedGeneration")
     await _write_status(body, mem, status)
     return pool.scaling.poll_interval_s
 
