@@ -1,7 +1,14 @@
-# The local demo: embedded PostgreSQL, the demo app, a pool of workers and a burst of tasks with a live view.
-#   make demo   (DEMO_ARGS="--concurrency 4" to change it; see scripts/demo.py --help)
+# The demo (scripts/demo.py): a burst of tasks with a live view of the queues and a summary.
+#   make demo         the whole stack on the local cluster (operator, chart, worker pods; see scripts/demo.py)
+#   make demo-local   processes only: embedded PostgreSQL, the demo app and a taskpool_worker pool
+#   DEMO_ARGS="--concurrency 4" passes options (scripts/demo.py --help)
+
+.PHONY: demo demo-local
 
 DEMO_ARGS ?=
 
 demo: venv
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+demo-local: venv
+	$(PY) scripts/demo.py --local $(DEMO_ARGS)

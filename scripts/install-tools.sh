@@ -44,7 +44,8 @@ install_helm() {
     # The version stamp Helm's own Makefile sets; without it `helm version` reports a bare "v4.3".
     local ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
     ldflags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-    if ! GOBIN="$bindir" nice -n "${NICE:-10}" go install -trimpath -ldflags "$ldflags" \
+    # -v prints each package as it is compiled: the progress report of a cold build.
+    if ! GOBIN="$bindir" nice -n "${NICE:-10}" go install -v -trimpath -ldflags "$ldflags" \
         "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"; then
         echo "install-tools: FAILED to build helm $HELM_VERSION (is the Go module proxy reachable?)" >&2
         exit 1

@@ -17,6 +17,7 @@ on loopback ports of the slot. The state folder holds certificates, kubeconfigs,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -131,7 +132,7 @@ class LocalCluster:
         """A kubernetes.client.ApiClient authenticated as cluster admin."""
         from kubernetes import config  # noqa: PLC0415 - only callers that want typed models pay for the import
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -222,8 +223,9 @@ class LocalCluster:
         started = time.monotonic()
         for sub in ("logs", "pods", "etcd"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
-        # Certificates are per state folder: a reused folder (make cluster-up) keeps its kubeconfig valid.
-        if not self.pki.serving_cert.exists():
+        # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while
+        # its cluster gets the same network slot, and gets new ones (and a new kubeconfig) otherwise.
+        if not self.pki.serving_cert.exists() or not self._serving_cert_matches():
             pki.create(
                 self.pki.folder,
                 server_ips=[self.api_host, "127.0.0.1", "10.96.0.1"],
@@ -234,10 +236,6 @@ class LocalCluster:
                     "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local",
                 ],
-            )
-        elif not self._serving_cert_matches():
-            raise ClusterError(
-                f"{self.state_dir} belongs to another network slot; remove it or pick another folder"
             )
         for name in ("admin", "controller-manager", "scheduler"):
             self._write_kubeconfig(
@@ -334,7 +332,7 @@ class LocalCluster:
             ("kube-controller-manager", self.slot.port(3)),
             ("kube-scheduler", self.slot.port(4)),
         ):
-            _wait(f"{name} /healthz", lambda port=port: _healthy(port), 60, self.components)
+            _wait(f"{name} /healthz", functools.partial(_healthy, port), 60, self.components)
         self._start_node_agent(extra_images, backoff_initial_s, backoff_max_s)
         _wait("the nodes to be Ready", self._nodes_ready, 60, [*self.components])
         log(f"cluster: ready in {time.monotonic() - started:.1f} s; KUBECONFIG={self.kubeconfig}")

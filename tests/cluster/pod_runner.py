@@ -70,33 +70,6 @@ class Container:
     probes: dict[str, Probe] = field(default_factory=dict)
     done: bool = False  # finished for good (init container succeeded, or no restart per policy)
 
-    def _write_name_files(self) -> None:
-        """/etc/hosts as the kubelet writes it (the pod's own name resolves without DNS, plus hostAliases)
-        and an /etc/resolv.conf that fails fast: there is no cluster DNS, and no other network to resolve."""
-        spec = self.pod["spec"]
-        hostname = spec.get("hostname") or self.meta["name"]
-        lines = [
-            "# Kubernetes-managed hosts file (taskpool node agent).",
-            "127.0.0.1\tlocalhost",
-            "::1\tlocalhost ip6-localhost ip6-loopback",
-            f"{self.pod_ip}\t{hostname}",
-        ]
-        lines += [f"{a['ip']}\t{' '.join(a.get('hostnames') or [])}" for a in spec.get("hostAliases") or []]
-        (self.folder / "hosts").write_text("\n".join(lines) + "\n")
-        (self.folder / "resolv.conf").write_text(
-            "# No cluster DNS on the taskpool local cluster; lookups fail at once.\n"
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
-        )
-
-    def _pod_view(self) -> dict[str, Any]:
-        """The pod as the downward API sees it: with the addresses this agent gave it, even before the API
-        reflects them."""
-        status = dict(self.pod.get("status") or {})
-        status.update(hostIP=self.agent.slot.gateway, hostIPs=[{"ip": self.agent.slot.gateway}])
-        if self.pod_ip:
-            status.update(podIP=self.pod_ip, podIPs=[{"ip": self.pod_ip}])
-        return {**self.pod, "status": status}
-
     @property
     def name(self) -> str:
         return str(self.spec["name"])
@@ -148,7 +121,8 @@ class PodRunner(threading.Thread):
     # --- the loop ------------------------------------------------------------------------------------
     @property
     def meta(self) -> dict[str, Any]:
-        return self.pod["metadata"]
+        meta: dict[str, Any] = self.pod["metadata"]
+        return meta
 
     @property
     def api_path(self) -> str:
@@ -171,7 +145,7 @@ class PodRunner(threading.Thread):
                 self.wake.clear()
             self._kill_all(grace=self.agent.shutdown_grace_s if not self.vanished else 0.0)
         except Exception as exc:  # a bug here must not leave processes behind; report and clean up
-            self.agent.log(f"pod {self.name}: runner failed: {exc!r}")
+            self.agent.log(f"pod {self.label}: runner failed: {exc!r}")
             self._kill_all(grace=0.0)
             raise
         finally:
@@ -205,7 +179,7 @@ class PodRunner(threading.Thread):
         return {**self.pod, "status": status}
 
     @property
-    def name(self) -> str:
+    def label(self) -> str:
         return f"{self.meta['namespace']}/{self.meta['name']}"
 
     def _step(self) -> None:
@@ -412,8 +386,8 @@ class PodRunner(threading.Thread):
     def _will_restart(self, container: Container) -> bool:
         if self.meta.get("deletionTimestamp"):
             return False
-        policy = self.pod["spec"].get("restartPolicy", "Always")
-        code = (container.terminated or {}).get("exitCode", 0)
+        policy: str = self.pod["spec"].get("restartPolicy", "Always")
+        code: int = (container.terminated or {}).get("exitCode", 0)
         if container.init:
             return code != 0 and policy != "Never"
         return policy == "Always" or (policy == "OnFailure" and code != 0)
@@ -452,6 +426,8 @@ class PodRunner(threading.Thread):
 
     # --- probes and hooks ----------------------------------------------------------------------------
     def _run_probes(self, container: Container, now: float) -> None:
+        if container.kill_deadline is not None:  # being stopped: no more verdicts
+            return
         startup = container.probes.get("startup")
         for kind, probe in container.probes.items():
             if now < probe.next_at or (kind != "startup" and startup is not None and not startup.passed):
@@ -686,7 +662,7 @@ class PodRunner(threading.Thread):
             self.last_status = status
         except ApiError as exc:
             if exc.status != 404:
-                self.agent.log(f"pod {self.name}: status update failed: {exc}")
+                self.agent.log(f"pod {self.label}: status update failed: {exc}")
 
     def _event(self, kind: str, reason: str, message: str, container: Container | None = None) -> None:
         self.agent.event(

@@ -122,14 +122,15 @@ def print_pods(cluster: LocalCluster, namespace: str) -> None:
         print(f"--- pod {name}: {statuses}\n{cluster.pod_log(namespace, name)[-3000:]}")
 
 
-def install(helm: Helm, cluster: LocalCluster, namespace: str, release: str, *values: str) -> None:
-    """`helm install --wait` limited to the test namespace, with one pool from values."""
+def install(
+    helm: Helm, cluster: LocalCluster, namespace: str, release: str, *values: str, cluster_wide: bool = False
+) -> None:
+    """`helm install --wait` with one pool from values (the test namespace only unless cluster_wide)."""
+    scope = [] if cluster_wide else ["--set-json", f'operator.watchNamespaces=["{namespace}"]']
     try:
         helm(
             "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "240s",
-            "--set-json", f'operator.watchNamespaces=["{namespace}"]',
-            "--set-json", pool_values(namespace),
-            *values,
+            *scope, "--set-json", pool_values(namespace), *values,
         )  # fmt: skip
     except AssertionError:
         print_pods(cluster, namespace)
@@ -202,9 +203,11 @@ def test_upgrade_with_changed_values_rolls_the_operator(
 def test_uninstall_removes_everything_the_chart_created(
     cluster: LocalCluster, namespace: str, release: str, helm: Helm, database: MigratedDatabase
 ) -> None:
-    install(helm, cluster, namespace, release, "--set", "networkPolicy.enabled=true")
+    # Cluster-wide (the default): the ClusterRole path, against the real API server's authorization.
+    install(helm, cluster, namespace, release, "--set", "networkPolicy.enabled=true", cluster_wide=True)
     created = release_objects(cluster, namespace, release)
-    assert {"ServiceAccount", "Service", "Deployment", "Role", "RoleBinding", "ClusterRole"} <= created.keys()
+    assert {"ServiceAccount", "Service", "Deployment", "ClusterRole", "ClusterRoleBinding"} <= created.keys()
+    assert h.condition(h.get_pool(cluster, namespace, POOL), "Ready").get("status") == "True"
     assert created["TaskWorkerPool"] == [POOL]
 
     helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "300s")

@@ -41,6 +41,10 @@ def test_a_valid_pool_is_stored_with_its_defaults(
     assert spec["scaling"]["pollInterval"] == "5s"
     assert spec["worker"]["concurrency"] == 1
     assert spec["worker"]["metricsPort"] == 9100
+    header = cluster.kubectl("-n", namespace, "get", "twp").stdout.splitlines()[0].split()
+    assert header == ["NAME", "QUEUES", "READY", "RUNNING", "REPLICAS", "DESIRED", "AGE"]
+    explained = cluster.kubectl("explain", "twp.spec.scaling.pollInterval").stdout
+    assert "How often the queue is measured" in explained
 
 
 @pytest.mark.parametrize(

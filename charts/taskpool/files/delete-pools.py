@@ -1,7 +1,7 @@
 """pre-delete hook: deletes the release's TaskWorkerPools and waits until they are gone.
 
-The operator removes each pool's finalizer once the pool is deleted; it must still be running, so Helm runs this
-before it deletes the operator. Arguments: the timeout in seconds, then NAMESPACE/NAME of each pool.
+The operator removes each pool's finalizer once the pool is deleted; it must still be running, so Helm runs
+this before it deletes the operator. Arguments: the timeout in seconds, then NAMESPACE/NAME of each pool.
 """
 
 import sys
