@@ -138,7 +138,8 @@ class Supervisor:
         return registry
 
     def processes_alive(self) -> int:
-        return sum(slot.alive for slot in self._slots)
+        """Processes not yet reaped by the supervisor's loop (which happens the moment one exits)."""
+        return sum(slot.process is not None for slot in self._slots)
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         now = time.time()
@@ -225,9 +226,10 @@ class Supervisor:
                 continue
             exit_code, pid = process.exitcode, process.pid
             pulse = slot.heartbeat.read()
-            slot.process = None  # not closed: the endpoint thread may still be looking at it
+            # Its live gauges go first: `processes` never drops while the dead one's in-progress still counts.
             if pid is not None:
                 mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
+            slot.process = None  # not closed: the endpoint thread may still be looking at it
             if self._stopping_since is not None:
                 logger.info("worker process %s stopped (exit code %s)", slot.config.index, exit_code)
             elif exit_code == 0:

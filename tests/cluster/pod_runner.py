@@ -322,6 +322,7 @@ class PodRunner(threading.Thread):
             if spec.get(key)
         }
         self._event("Normal", "Started", f"Started container {container.name}", container)
+        self.agent.log(f"pod {self.label}: started {container.name} ({argv[0]}, ip {self.pod_ip})")
 
     def _check_exit(self, container: Container) -> None:
         assert container.proc is not None
@@ -352,6 +353,7 @@ class PodRunner(threading.Thread):
         container.probes = {}
         container.terminated = terminated
         self.terminations[container.name] = terminated
+        self.agent.log(f"pod {self.label}: {container.name} exited {code} ({reason})")
         ran_for = time.monotonic() - container.start_monotonic
         if self._will_restart(container):
             if ran_for >= 600:  # ran long enough: the kubelet forgets the back-off
@@ -539,7 +541,8 @@ class PodRunner(threading.Thread):
             self._stop_container(container, max(deadline - time.monotonic(), 0.0))
             self.killed_by_deletion.add(container.name)
         self._wait_all_exited()
-        self._write_terminations(deadline)
+        self.agent.log(f"pod {self.label}: terminated (grace {grace:g} s), deleting")
+        self._write_terminations()
         self._release_network()
         try:
             self.agent.api.delete(
@@ -555,7 +558,7 @@ class PodRunner(threading.Thread):
             if exc.status not in (404, 409):
                 raise
 
-    def _write_terminations(self, deadline: float | None = None) -> None:
+    def _write_terminations(self) -> None:
         """Records how each container ended (tests read it; the pod object is gone by then)."""
         record = {
             name: {

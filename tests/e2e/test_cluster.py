@@ -78,6 +78,17 @@ def container(name: str, script: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def pod_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def start_pod(cluster: LocalCluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """Creates the pod and waits until it is Running and Ready."""
+    cluster.rest.create(f"/api/v1/namespaces/{namespace}/pods", pod_manifest(name, spec))
+    path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+    wait_until(f"pod {name} to run", lambda: ready(cluster.rest.get(path)))
+
+
 def deployment(name: str, replicas: int, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
@@ -188,33 +199,17 @@ def test_scale_in_removes_the_pods_with_the_lowest_deletion_cost(
 def test_restricted_namespace_rejects_privileged_pod_and_admits_compliant_one(
     cluster: LocalCluster, namespace: str
 ) -> None:
-    privileged = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "privileged"},
-        "spec": {
-            "containers": [
-                {"name": "c", "image": "python:3.12-slim", "securityContext": {"privileged": True}}
-            ]
-        },
-    }
+    privileged = pod_manifest(
+        "privileged",
+        {"containers": [{"name": "c", "image": "python:3.12-slim", "securityContext": {"privileged": True}}]},
+    )
     with pytest.raises(ApiError) as rejected:
         cluster.rest.create(f"/api/v1/namespaces/{namespace}/pods", privileged)
     assert rejected.value.status == 403
     assert 'violates PodSecurity "restricted:latest"' in str(rejected.value)
     assert "privileged" in str(rejected.value)
 
-    compliant = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "compliant"},
-        "spec": {"containers": [container("c", SLEEPER)], "terminationGracePeriodSeconds": 5},
-    }
-    cluster.rest.create(f"/api/v1/namespaces/{namespace}/pods", compliant)
-    wait_until(
-        "the compliant pod to run",
-        lambda: ready(cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods/compliant")),
-    )
+    start_pod(cluster, namespace, "compliant", {"containers": [container("c", SLEEPER)]})
 
 
 CEL_CRD = {
@@ -322,20 +317,13 @@ def test_pod_reaches_the_api_with_in_cluster_credentials(cluster: LocalCluster, 
         "print('in-cluster read', pod.metadata.name, pod.status.pod_ip)"
     )
     env = [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "incluster"},
-        "spec": {
-            "restartPolicy": "Never",
-            # a scratch /tmp, as restricted charts mount: it must not hide the pod's other volumes
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-            "containers": [
-                container("c", script, env=env, volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}])
-            ],
-        },
+    spec = {
+        "restartPolicy": "Never",
+        # a scratch /tmp, as restricted charts mount: it must not hide the pod's other volumes
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "containers": [container("c", script, env=env, volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}])],
     }
-    rest.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    rest.create(f"/api/v1/namespaces/{namespace}/pods", pod_manifest("incluster", spec))
     path = f"/api/v1/namespaces/{namespace}/pods/incluster"
     wait_until("the pod to finish", lambda: rest.get(path)["status"].get("phase") in ("Succeeded", "Failed"))
     phase = rest.get(path)["status"]
@@ -350,20 +338,10 @@ def test_crashing_container_restarts_and_unmapped_image_fails_to_pull(
     cluster: LocalCluster, namespace: str
 ) -> None:
     rest = cluster.rest
-    crasher = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "crasher"},
-        "spec": {"containers": [container("c", "import sys; print('crashing'); sys.exit(3)")]},
-    }
-    unmapped = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "unmapped"},
-        "spec": {"containers": [{**container("c", SLEEPER), "image": "example.com/not-mapped:1"}]},
-    }
-    rest.create(f"/api/v1/namespaces/{namespace}/pods", crasher)
-    rest.create(f"/api/v1/namespaces/{namespace}/pods", unmapped)
+    crasher = {"containers": [container("c", "import sys; print('crashing'); sys.exit(3)")]}
+    unmapped = {"containers": [{**container("c", SLEEPER), "image": "example.com/not-mapped:1"}]}
+    rest.create(f"/api/v1/namespaces/{namespace}/pods", pod_manifest("crasher", crasher))
+    rest.create(f"/api/v1/namespaces/{namespace}/pods", pod_manifest("unmapped", unmapped))
 
     def status(name: str) -> dict[str, Any]:
         statuses = rest.get(f"/api/v1/namespaces/{namespace}/pods/{name}")["status"].get("containerStatuses")
@@ -401,16 +379,11 @@ def test_teardown_leaves_no_process_behind() -> None:
             "import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "subprocess.Popen(['sleep', '3600']); print('started', flush=True); time.sleep(3600)"
         )
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "stubborn"},
-            "spec": {"containers": [container("c", script)], "terminationGracePeriodSeconds": 60},
-        }
-        own.rest.create(f"/api/v1/namespaces/{namespace}/pods", pod)
-        wait_until(
-            "the stubborn pod to run",
-            lambda: ready(own.rest.get(f"/api/v1/namespaces/{namespace}/pods/stubborn")),
+        start_pod(
+            own,
+            namespace,
+            "stubborn",
+            {"containers": [container("c", script)], "terminationGracePeriodSeconds": 60},
         )
         wait_until("the pod's output", lambda: "started" in own.pod_log(namespace, "stubborn"))
         folder = own.pod_folder(namespace, "stubborn")

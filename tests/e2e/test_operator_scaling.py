@@ -173,6 +173,16 @@ def test_replicas_follow_the_queue_up_and_back_to_min(
 
     # The workers drain the queue, then the pool scales back to zero after the idle period.
     h.wait_until(lambda: h.task_counts(database.dsn).get("SUCCESSFUL") == 100, 240, "every task to succeed")
+
+    def idle_pods_marked() -> bool:
+        pods = cluster.rest.get(
+            f"/api/v1/namespaces/{namespace}/pods", labelSelector=objects.selector_string("burst")
+        )["items"]
+        costs = [(p["metadata"].get("annotations") or {}).get(objects.POD_DELETION_COST) for p in pods]
+        return bool(costs) and all(cost == str(objects.IDLE_POD_COST) for cost in costs)
+
+    # Before scaling down, the operator marks the (now idle) pods as the cheapest to delete.
+    h.wait_until(idle_pods_marked, 60, "pod-deletion-cost on the idle pods")
     h.wait_until(
         lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 0, 60, "the scale back to zero"
     )
