@@ -22,7 +22,7 @@ from prometheus_client import (
 
 from taskpool_operator import __version__
 from taskpool_operator import conditions as cond
-from taskpool_operator.probe import ProbeError
+from taskpool_operator.probe import ERROR_REASONS, ProbeError
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 process_collector.ProcessCollector(registry=REGISTRY)
@@ -81,6 +81,9 @@ probe_duration = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 probe_errors = Counter("taskpool_probe_errors", "Failed probes by reason.", ("reason",), registry=REGISTRY)
+# Counters with known labels start at 0, so rate() and the dashboards see them before the first failure.
+for _reason in ERROR_REASONS:
+    probe_errors.labels(_reason)
 reconcile_errors = Counter(
     "taskpool_reconcile_errors", "Handler failures by handler.", ("handler",), registry=REGISTRY
 )
@@ -177,6 +180,8 @@ def observe_probe(duration_s: float, error: ProbeError | None) -> None:
 
 def counting_errors[**P, R](handler: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Wraps a blocking handler: each exception it raises counts in taskpool_reconcile_errors_total."""
+
+    reconcile_errors.labels(handler)  # the series exists (at 0) from start-up
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)

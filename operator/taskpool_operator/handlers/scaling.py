@@ -27,6 +27,8 @@ from taskpool_operator.pool import InvalidPool, Pool, probe_target, scaling_spec
 from taskpool_operator.probe import PoolDepth, ProbeError, ProbeHub
 
 logger = logging.getLogger(__name__)
+ERRORS_LABEL = "scaling"
+metrics.reconcile_errors.labels(ERRORS_LABEL)  # the series exists (at 0) from start-up
 
 SECRET_REFRESH_S = 30.0
 INVALID_SPEC_RETRY_S = 10.0
@@ -307,7 +309,7 @@ async def run(
                 deployment = next(iter(worker_deployments.get(key, ())), None)
                 interval = await tick(body, hub, secret, list(worker_pods.get(key, ())), deployment)
             except Exception:
-                metrics.reconcile_errors.labels("scaling").inc()
+                metrics.reconcile_errors.labels(ERRORS_LABEL).inc()
                 logger.exception("%s/%s: scaling round failed", namespace, name)
             await stopped.wait(interval)
     finally:
