@@ -27,7 +27,7 @@ from common import (
     write_result,
 )
 
-TASKS = 300 if QUICK else 1000
+TASKS = 300 if QUICK else 2000
 TRIALS = 2 if QUICK else 8
 TARGET_RATIO = 0.97
 
@@ -57,7 +57,7 @@ def main() -> None:
         startup_cpu_s = {}
         for name, command in VARIANTS.items():
             clear_tasks(db.dsn)
-            startup_cpu_s[name] = median([run_manage(db.url, *command) for _ in range(2)])
+            startup_cpu_s[name] = median([run_manage(db.url, *command) for _ in range(3)])
         for trial in range(TRIALS):
             order = list(VARIANTS) if trial % 2 == 0 else list(reversed(VARIANTS))
             for name in order:

@@ -123,6 +123,15 @@ def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
             raise
 
 
+def pod_exists(namespace: str, name: str) -> bool:
+    """Whether the API server has a pod of that name (asked directly, never a watch cache: before the
+    operator recovers a pod's tasks). A list by name needs only the `list` verb the pod watch has."""
+    found = _core().list_namespaced_pod(
+        namespace, field_selector=f"metadata.name={name}", limit=1, _request_timeout=REQUEST_TIMEOUT_S
+    )
+    return bool(found.items)
+
+
 def read_secret_value(namespace: str, name: str, key: str) -> str:
     """The decoded value of one key of a Secret."""
     try:

@@ -48,6 +48,13 @@ pool_orphaned_tasks = Gauge(
     _POOL,
     registry=REGISTRY,
 )
+orphaned_tasks_recovered = Counter(
+    "taskpool_orphaned_tasks_recovered",
+    "Orphaned tasks the operator marked FAILED (action fail) or made READY again (action requeue).",
+    (*_POOL, "action"),
+    registry=REGISTRY,
+)
+ORPHAN_RECOVERY_ACTIONS = ("fail", "requeue")
 pool_desired_replicas = Gauge(
     "taskpool_pool_desired_replicas", "Worker pods the operator wants.", _POOL, registry=REGISTRY
 )
@@ -159,6 +166,8 @@ def forget_pool(namespace: str, pool: str) -> None:
             _remove(pool_condition, namespace, pool, condition_type, status)
     for direction in ("up", "down"):
         _remove(scale_events, namespace, pool, direction)
+    for action in ORPHAN_RECOVERY_ACTIONS:
+        _remove(orphaned_tasks_recovered, namespace, pool, action)
 
 
 def _remove_queue(namespace: str, pool: str, queue: str) -> None:

@@ -232,6 +232,7 @@ def build_pool_status(
     running_tasks: int | None = None,
     oldest_ready_age_s: float | None = None,
     orphaned_tasks: int | None = None,
+    orphans_recovered: int | None = None,
     last_scale_time: str | None = None,
 ) -> dict[str, Any]:
     """The pool's status. Left-out figures keep their stored value (the status is merge-patched): queue
@@ -249,6 +250,7 @@ def build_pool_status(
         "runningTasks": running_tasks,
         "oldestReadyTaskAgeSeconds": None if oldest_ready_age_s is None else round(oldest_ready_age_s, 3),
         "orphanedTasks": orphaned_tasks,
+        "orphansRecovered": orphans_recovered,
         "lastScaleTime": last_scale_time,
     }
     status.update({key: value for key, value in optional.items() if value is not None})

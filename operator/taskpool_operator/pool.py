@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskpool_operator import crd
+from taskpool_operator.orphans import ORPHAN_ACTIONS, OrphanAction
 from taskpool_operator.policy import ScalingSpec
 from taskpool_operator.probe import ProbeTarget, ready_cap
 
@@ -36,6 +37,13 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def _orphan_action(text: str) -> OrphanAction:
+    for action in ORPHAN_ACTIONS:
+        if action == text:
+            return action
+    raise InvalidPool(f"orphans.action must be one of {', '.join(ORPHAN_ACTIONS)}, not {text!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Scaling:
     enabled: bool
@@ -51,6 +59,12 @@ class Scaling:
 
 
 @dataclasses.dataclass(frozen=True)
+class Orphans:
+    action: OrphanAction
+    grace_period_s: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Pool:
     name: str
     namespace: str
@@ -63,6 +77,7 @@ class Pool:
     secret_name: str
     secret_key: str
     scaling: Scaling
+    orphans: Orphans
     worker: Mapping[str, Any]
     """The defaulted spec.worker, read by the object builders."""
 
@@ -93,6 +108,7 @@ class Pool:
             scaling = spec["scaling"]
             worker = spec["worker"]
             database = spec["database"]
+            orphans = spec["orphans"]
             pool = cls(
                 name=meta["name"],
                 namespace=meta["namespace"],
@@ -115,6 +131,10 @@ class Pool:
                     activation_ready_tasks=int(scaling["activationReadyTasks"]),
                     max_scale_up_step=scaling.get("maxScaleUpStep"),
                     max_scale_down_step=scaling.get("maxScaleDownStep"),
+                ),
+                orphans=Orphans(
+                    action=_orphan_action(orphans["action"]),
+                    grace_period_s=parse_duration(orphans["gracePeriod"]),
                 ),
                 worker=worker,
             )

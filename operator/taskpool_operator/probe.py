@@ -9,6 +9,9 @@ the reading is older than that, and timers of many pools firing together share o
 Connections are read-only (`default_transaction_read_only`), carry a server-side statement timeout and a
 connect timeout, and run the single statement in autocommit: one round trip per tick per database. Errors
 are classified into a bounded set of reasons and their messages never contain the DSN's password.
+
+The one write, `recover_orphans` (fail or requeue the RUNNING rows of workers whose pod is gone), uses the
+same pooled connection in its own short READ WRITE transaction.
 """
 
 from __future__ import annotations
@@ -155,6 +158,27 @@ class PoolDepth:
         return self.ready >= self.cap
 
 
+@dataclass(frozen=True)
+class OrphanedRows:
+    """RUNNING rows of `queue` whose last worker id is `worker_id`, to recover; `traceback` is what a failed
+    row gets."""
+
+    queue: str
+    worker_id: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class OrphanRecovery:
+    """One batch of orphaned rows of a backend: `Fail` marks them FAILED with `exception_class_path`,
+    `Requeue` makes them READY again."""
+
+    action: Literal["Fail", "Requeue"]
+    backend: str
+    rows: tuple[OrphanedRows, ...]
+    exception_class_path: str
+
+
 ProbeObserver = Callable[[float, ProbeError | None], None]
 """Called after every query with its duration in seconds and its error (None on success): metrics hook."""
 
@@ -246,6 +270,15 @@ class ProbeHub:
         if taken_at is None or time.monotonic() - taken_at > max_age_seconds:
             await self._databases[database_key].tick()
         return self._latest.get(key)
+
+    async def recover_orphans(self, key: str, recovery: OrphanRecovery) -> dict[str, str]:
+        """Fails or requeues orphaned rows on the registered pool's database, in one transaction; returns
+        the ids of the rows it changed, with their last worker id (rows no longer RUNNING under that worker id
+        are left alone). Raises `ProbeError`."""
+        database_key = self._database_of.get(key)
+        if database_key is None:
+            raise ProbeError("connect", f"pool {key} has no registered database")
+        return await self._databases[database_key].recover_orphans(recovery)
 
     def databases(self) -> list[str]:
         """The DSNs with registered pools (each as first registered; not for display: it has the password)."""
@@ -367,6 +400,36 @@ class _Database:
             raise self._classify(exc) from None
         return _collect(records, self._where)
 
+    async def recover_orphans(self, recovery: OrphanRecovery) -> dict[str, str]:
+        if not recovery.rows:
+            return {}
+        statement = sql.FAIL_ORPHANS if recovery.action == "Fail" else sql.REQUEUE_ORPHANS
+        params = {
+            "backend": recovery.backend,
+            "queues": [rows.queue for rows in recovery.rows],
+            "worker_ids": [rows.worker_id for rows in recovery.rows],
+            "tracebacks": [rows.traceback for rows in recovery.rows],
+            "exception_class_path": recovery.exception_class_path,
+        }
+        pool = await self._open_pool()
+        what = "the orphan recovery"
+        try:
+            async with pool.connection() as conn:
+                async with asyncio.timeout(
+                    self.hub.statement_timeout_seconds + self.hub.connect_timeout_seconds
+                ):
+                    async with conn.transaction():
+                        await conn.execute(sql.READ_WRITE_TRANSACTION)
+                        cursor = await conn.execute(statement, params)
+                        records = await cursor.fetchall()
+        except PoolTimeout:
+            raise self._connect_error() from None
+        except TimeoutError:
+            raise ProbeError("timeout", f"{what} on {self._where} got no answer in time") from None
+        except psycopg.Error as exc:
+            raise self._classify(exc, what) from None
+        return {str(task_id): str(worker_id) for task_id, worker_id in records}
+
     async def _execute(
         self, pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]], params: Mapping[str, object]
     ) -> list[TupleRow]:
@@ -413,12 +476,12 @@ class _Database:
             )
         return ProbeError("connect", f"cannot connect to {self._where}: {_first_line(cause, self.dsn)}")
 
-    def _classify(self, exc: psycopg.Error) -> ProbeError:
+    def _classify(self, exc: psycopg.Error, what: str = "the queue probe") -> ProbeError:
         detail = _first_line(exc, self.dsn)
         if isinstance(exc, pg_errors.QueryCanceled):
             return ProbeError(
                 "timeout",
-                f"the queue probe on {self._where} ran past the statement timeout "
+                f"{what} on {self._where} ran past the statement timeout "
                 f"({self.hub.statement_timeout_seconds:g}s): {detail}",
             )
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
@@ -429,7 +492,7 @@ class _Database:
             )
         if isinstance(exc, psycopg.OperationalError):
             return ProbeError("connect", f"lost the connection to {self._where}: {detail}")
-        return ProbeError("query", f"the queue probe failed on {self._where}: {detail}")
+        return ProbeError("query", f"{what} failed on {self._where}: {detail}")
 
     async def close(self) -> None:
         for task in (self._task, self._inflight):
@@ -668,6 +731,8 @@ __all__ = [
     "ALL_QUEUES",
     "ERROR_REASONS",
     "ErrorReason",
+    "OrphanRecovery",
+    "OrphanedRows",
     "PoolDepth",
     "ProbeError",
     "ProbeHub",

@@ -117,3 +117,33 @@ GROUP BY t.backend_name, t.queue_name, t.worker_ids ->> -1
 UNION ALL
 SELECT 'missing_index', NULL, NULL, NULL, NULL, NULL FROM guard WHERE NOT indexed
 """  # noqa: S608
+
+# Orphan recovery: the operator's only writes. Each runs in its own short transaction on the probe's
+# connection, which is read-only by default (CONFIGURE_SESSION): this statement opens the transaction for
+# writing, so only these statements ever can write. The statement timeout applies.
+READ_WRITE_TRANSACTION: Final = "SET TRANSACTION READ WRITE"
+
+# The rows to recover are named by (queue, last worker id) for one backend, with a traceback line each.
+# `status = 'RUNNING'` and the exact last worker id are checked by the UPDATE itself, so a row the worker
+# finished (or another worker claimed) since the probe's reading is left alone: under READ COMMITTED, an
+# UPDATE that waits for a concurrent writer re-checks its WHERE clause against the row's new version. The
+# (backend_name, queue_name) lookup of RUNNING rows is served by the partial index RUNNING_INDEX.
+_ORPHANED_ROWS: Final = """
+FROM unnest(%(queues)s::text[], %(worker_ids)s::text[], %(tracebacks)s::text[])
+    AS o (queue_name, worker_id, traceback)
+WHERE t.status = 'RUNNING' AND t.backend_name = %(backend)s AND t.queue_name = o.queue_name
+  AND t.worker_ids ->> -1 = o.worker_id
+RETURNING t.id::text, o.worker_id
+"""
+# What django-tasks-db's `DBTaskResult.set_failed` writes, with `exception_class_path` a parameter.
+FAIL_ORPHANS: Final = f"""
+UPDATE {TASK_TABLE} AS t
+SET status = 'FAILED', finished_at = now(), return_value = NULL,
+    exception_class_path = %(exception_class_path)s, traceback = o.traceback
+{_ORPHANED_ROWS}"""  # noqa: S608
+# Back to what a freshly enqueued row has (`DBTaskResult.objects.ready()` sees it again); `worker_ids` keeps
+# its history, as every claim appends to it.
+REQUEUE_ORPHANS: Final = f"""
+UPDATE {TASK_TABLE} AS t
+SET status = 'READY', started_at = NULL
+{_ORPHANED_ROWS}"""  # noqa: S608

@@ -107,6 +107,7 @@ def test_every_status_field_the_operator_writes_is_in_the_schema() -> None:
         running_tasks=1,
         oldest_ready_age_s=1.5,
         orphaned_tasks=0,
+        orphans_recovered=2,
         last_scale_time="2026-01-01T00:00:00Z",
     )
     status_schema = SCHEMA["properties"]["status"]

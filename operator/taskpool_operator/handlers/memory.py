@@ -25,7 +25,11 @@ class PoolMemory:
     last_status: dict[str, Any] = dataclasses.field(default_factory=dict)
     orphans: frozenset[str] = frozenset()
     """Worker ids of orphaned tasks already reported (an Event goes out when new ones appear)."""
-    orphan_suspects: frozenset[str] = frozenset()
+    orphan_missing_since: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Worker ids owning RUNNING rows whose pod is missing, with when (time.monotonic()) it was first seen
+    missing (orphans.observe)."""
+    orphans_recovered: int | None = None
+    """Orphaned tasks failed or requeued so far (status.orphansRecovered; None until read from the status)."""
     probe_dsn: str | None = None
     """The DSN the pool is registered with at the probe (never logged)."""
 

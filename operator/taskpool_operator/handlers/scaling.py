@@ -20,15 +20,17 @@ from typing import Any
 import kopf
 
 from taskpool_operator import conditions as cond
-from taskpool_operator import kube, metrics, objects, policy, workers
+from taskpool_operator import kube, metrics, objects, orphans, policy, workers
 from taskpool_operator.handlers import memory
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
 from taskpool_operator.pool import InvalidPool, Pool, probe_target, scaling_spec
-from taskpool_operator.probe import PoolDepth, ProbeError, ProbeHub
+from taskpool_operator.probe import OrphanedRows, OrphanRecovery, PoolDepth, ProbeError, ProbeHub
 
 logger = logging.getLogger(__name__)
 ERRORS_LABEL = "scaling"
-metrics.reconcile_errors.labels(ERRORS_LABEL)  # the series exists (at 0) from start-up
+ORPHANS_ERRORS_LABEL = "orphans"
+for _label in (ERRORS_LABEL, ORPHANS_ERRORS_LABEL):
+    metrics.reconcile_errors.labels(_label)  # the series exists (at 0) from start-up
 
 SECRET_REFRESH_S = 30.0
 INVALID_SPEC_RETRY_S = 10.0
@@ -115,16 +117,120 @@ async def _mark_deletion_costs(namespace: str, pods: Collection[WorkerPod], busy
 
 
 def _orphans(
-    pool: Pool, depth: PoolDepth, pods: Collection[WorkerPod], mem: memory.PoolMemory
-) -> tuple[int, frozenset[str]]:
-    """RUNNING tasks claimed by this pool's pods that no longer exist, seen in two readings in a row (one
-    reading may predate the pod's last task finishing)."""
+    pool: Pool, depth: PoolDepth, pods: Collection[WorkerPod], mem: memory.PoolMemory, now: float
+) -> orphans.OrphanView:
+    """The pool's worker ids owning RUNNING rows whose pod no longer exists; `now` is time.monotonic()."""
     live = {pod.name for pod in pods}
-    suspects = workers.orphaned_worker_ids(pool.name, (w.worker_id for w in depth.running_by_worker), live)
-    confirmed = frozenset(suspects & mem.orphan_suspects)
-    mem.orphan_suspects = frozenset(suspects)
-    tasks = sum(w.running for w in depth.running_by_worker if w.worker_id in confirmed)
-    return tasks, confirmed
+    missing = workers.orphaned_worker_ids(pool.name, (w.worker_id for w in depth.running_by_worker), live)
+    view = orphans.observe(mem.orphan_missing_since, missing, now, pool.orphans.grace_period_s)
+    mem.orphan_missing_since = view.missing_since
+    return view
+
+
+def _orphan_warning(pool: Pool, tasks: int, worker_ids: frozenset[str]) -> str:
+    listed = ", ".join(sorted(worker_ids)[:5]) + (", ..." if len(worker_ids) > 5 else "")
+    grace = orphans.format_seconds(pool.orphans.grace_period_s)
+    outcome = {
+        "Fail": f"they will be marked FAILED once their pod has been gone for {grace}",
+        "Requeue": f"they will be made READY again once their pod has been gone for {grace}",
+        "Report": "spec.orphans.action is Report: they will not finish by themselves",
+    }[pool.orphans.action]
+    return (
+        f"{tasks} RUNNING task(s) were claimed by worker pods that no longer exist (worker ids: {listed}); "
+        f"{outcome}"
+    )
+
+
+async def _orphan_round(
+    body: kopf.Body,
+    pool: Pool,
+    hub: ProbeHub,
+    *,
+    depth: PoolDepth,
+    pods: Collection[WorkerPod],
+    mem: memory.PoolMemory,
+) -> tuple[int, int]:
+    """Detects orphaned tasks (reported once per new worker id) and recovers those past the grace period;
+    returns (orphaned RUNNING tasks in this reading, how many of them were just recovered)."""
+    view = _orphans(pool, depth, pods, mem, time.monotonic())
+    orphaned_tasks = sum(w.running for w in depth.running_by_worker if w.worker_id in view.confirmed)
+    if view.confirmed - mem.orphans:
+        kopf.warn(body, reason="OrphanedTasks", message=_orphan_warning(pool, orphaned_tasks, view.confirmed))
+    mem.orphans = view.confirmed
+    if pool.orphans.action != "Report":  # the series of the pool's action exists from the start, at 0
+        metrics.orphaned_tasks_recovered.labels(pool.namespace, pool.name, pool.orphans.action.lower())
+    recovered = await _recover_orphans(body, pool, hub, depth=depth, due=view.due, mem=mem)
+    if mem.orphans_recovered is None:
+        mem.orphans_recovered = int(mem.last_status.get("orphansRecovered") or 0)
+    mem.orphans_recovered += recovered
+    metrics.pool_orphaned_tasks.labels(pool.namespace, pool.name).set(max(0, orphaned_tasks - recovered))
+    return orphaned_tasks, recovered
+
+
+async def _recover_orphans(
+    body: kopf.Body,
+    pool: Pool,
+    hub: ProbeHub,
+    *,
+    depth: PoolDepth,
+    due: frozenset[str],
+    mem: memory.PoolMemory,
+) -> int:
+    """Fails or requeues the RUNNING rows of `due` worker ids (spec.orphans.action) once the API server
+    confirms their pods are gone; returns how many rows changed. Errors are counted and logged, never raised:
+    the rows stay RUNNING and the next round tries again."""
+    action = pool.orphans.action
+    if action == "Report" or not due:
+        return 0
+    try:
+        pods = {workers.pod_of_worker(worker_id) for worker_id in due}
+        exists = await asyncio.gather(*(asyncio.to_thread(kube.pod_exists, pool.namespace, p) for p in pods))
+        alive = {pod for pod, found in zip(pods, exists, strict=True) if found}
+        # The watch missed these pods (it lags, or stalled): their tasks are not orphans; restart their clock.
+        for worker_id in [w for w in due if workers.pod_of_worker(w) in alive]:
+            mem.orphan_missing_since.pop(worker_id, None)
+        rows = tuple(
+            OrphanedRows(
+                w.queue,
+                w.worker_id,
+                orphans.lost_worker_traceback(
+                    w.worker_id, workers.pod_of_worker(w.worker_id), pool.orphans.grace_period_s
+                ),
+            )
+            for w in depth.running_by_worker
+            if w.worker_id in due and workers.pod_of_worker(w.worker_id) not in alive
+        )
+        if not rows:
+            return 0
+        recovery = OrphanRecovery(action, pool.backend, rows, orphans.WORKER_LOST)
+        recovered = await hub.recover_orphans(f"{pool.namespace}/{pool.name}", recovery)
+    except ProbeError as exc:  # its message never has the password
+        metrics.reconcile_errors.labels(ORPHANS_ERRORS_LABEL).inc()
+        logger.warning("%s/%s: orphan recovery failed: %s", pool.namespace, pool.name, exc)
+        return 0
+    except Exception:
+        metrics.reconcile_errors.labels(ORPHANS_ERRORS_LABEL).inc()
+        logger.exception("%s/%s: orphan recovery failed", pool.namespace, pool.name)
+        return 0
+    if not recovered:
+        return 0
+    metrics.orphaned_tasks_recovered.labels(pool.namespace, pool.name, action.lower()).inc(len(recovered))
+    gone = ", ".join(sorted({workers.pod_of_worker(w) for w in recovered.values()}))
+    grace = orphans.format_seconds(pool.orphans.grace_period_s)
+    if action == "Fail":
+        message = (
+            f"marked {len(recovered)} orphaned task(s) FAILED ({orphans.WORKER_LOST}): their worker pod(s) "
+            f"{gone} had been gone for {grace}"
+        )
+        kopf.warn(body, reason="OrphanedTasksFailed", message=message)
+    else:
+        message = (
+            f"made {len(recovered)} orphaned task(s) READY again for another worker: their worker pod(s) "
+            f"{gone} had been gone for {grace}"
+        )
+        kopf.info(body, reason="OrphanedTasksRequeued", message=message)
+    logger.info("%s/%s: %s (task ids: %s)", pool.namespace, pool.name, message, ", ".join(sorted(recovered)))
+    return len(recovered)
 
 
 async def tick(
@@ -160,6 +266,7 @@ async def tick(
     current = mem.desired if mem.desired is not None else deployment.spec_replicas if deployment else 0
     desired = current
     orphaned_tasks: int | None = None
+    recovered = 0
     busy: set[str] = set()
     if depth is not None:
         metrics.record_queues(
@@ -169,17 +276,7 @@ async def tick(
             running={q.queue: q.running for q in depth.queues},
             oldest_age_s={q.queue: q.oldest_ready_age_seconds for q in depth.queues},
         )
-        orphaned_tasks, orphan_ids = _orphans(pool, depth, pods, mem)
-        metrics.pool_orphaned_tasks.labels(namespace, name).set(orphaned_tasks)
-        if orphan_ids - mem.orphans:
-            kopf.warn(
-                body,
-                reason="OrphanedTasks",
-                message=f"{orphaned_tasks} RUNNING task(s) were claimed by worker pods that no longer exist "
-                f"(worker ids: {', '.join(sorted(orphan_ids)[:5])}{', ...' if len(orphan_ids) > 5 else ''}); "
-                "they will not finish by themselves",
-            )
-        mem.orphans = orphan_ids
+        orphaned_tasks, recovered = await _orphan_round(body, pool, hub, depth=depth, pods=pods, mem=mem)
         busy = workers.busy_pods((w.worker_id for w in depth.running_by_worker), {p.name for p in pods})
 
     if pool.scaling.enabled and mem.applied_generation is not None and deployment is not None:
@@ -244,7 +341,8 @@ async def tick(
         ready_tasks=None if depth is None else depth.ready,
         running_tasks=None if depth is None else depth.running,
         oldest_ready_age_s=None if depth is None else depth.oldest_ready_age_seconds,
-        orphaned_tasks=orphaned_tasks,
+        orphaned_tasks=None if orphaned_tasks is None else max(0, orphaned_tasks - recovered),
+        orphans_recovered=mem.orphans_recovered,
         last_scale_time=mem.last_scale_time,
     )
     await _write_status(body, mem, status)

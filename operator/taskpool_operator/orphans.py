@@ -1,0 +1,58 @@
+"""Orphaned tasks: which ones to report, and when to recover them (pure: the caller passes the clock).
+
+A task is orphaned when it is RUNNING and the last entry of its `worker_ids` names a pod of the pool's
+Deployment that no longer exists (`workers.orphaned_worker_ids`): the worker was SIGKILLed, OOM-killed,
+force-deleted or lost with its node, and django-tasks-db has no lease or heartbeat, so the row never finishes.
+
+The caller keeps, per worker id, when it first saw that id's pod missing (`missing_since`) and passes it back
+with each reading. An id is reported once it was missing in two readings in a row (one reading may predate the
+pod's last task finishing), and recovered once its pod has been missing continuously for the pool's grace
+period (a force-deleted pod's processes may still be running on its node). An id whose pod reappears, or
+whose rows are no longer RUNNING, is forgotten: its clock starts again if it goes missing again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+OrphanAction = Literal["Fail", "Requeue", "Report"]
+ORPHAN_ACTIONS: Final[tuple[OrphanAction, ...]] = get_args(OrphanAction)
+
+# `exception_class_path` of the rows the Fail action marks FAILED: a real exception class of the worker
+# runtime (django_app), so Django's `TaskError.exception_class` resolves it.
+WORKER_LOST: Final = "django_taskpool.exceptions.WorkerLost"
+
+
+@dataclass(frozen=True)
+class OrphanView:
+    missing_since: dict[str, float]
+    """The state to keep: every worker id whose pod is missing now, with when it was first seen missing."""
+    confirmed: frozenset[str]
+    """Ids missing in the previous reading too: their RUNNING rows are orphans (reported)."""
+    due: frozenset[str]
+    """Confirmed ids whose pod has been missing for at least the grace period: recover their rows now."""
+
+
+def observe(
+    missing_since: Mapping[str, float], missing: Collection[str], now: float, grace_period_s: float
+) -> OrphanView:
+    """One reading: `missing` are the ids (of this pool) owning RUNNING rows whose pod is absent now."""
+    since = {worker_id: missing_since.get(worker_id, now) for worker_id in missing}
+    confirmed = frozenset(worker_id for worker_id in missing if worker_id in missing_since)
+    due = frozenset(worker_id for worker_id in confirmed if now - since[worker_id] >= grace_period_s)
+    return OrphanView(missing_since=since, confirmed=confirmed, due=due)
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def lost_worker_traceback(worker_id: str, pod: str, grace_period_s: float) -> str:
+    """The one-line `traceback` of a row the Fail action marks FAILED (what a user sees in the result)."""
+    return (
+        f"WorkerLost: worker {worker_id} stopped while running this task: its pod {pod} was gone for "
+        f"{format_seconds(grace_period_s)} (killed, OOM-killed, force-deleted or lost with its node), so the "
+        "taskpool operator marked the task FAILED (TaskWorkerPool spec.orphans.action: Fail)"
+    )
