@@ -24,7 +24,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements/constraints.txt requirements/dev.txt operator/pyproject.toml django_app/pyproject.toml
 	@python=$$(scripts/find-python.sh) && echo "creating $(VENV) with $$python" && "$$python" -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==26.3
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	@touch $@
 

@@ -19,6 +19,7 @@ READY = "taskpool_queue_ready_tasks"
 RUNNING = "taskpool_queue_running_tasks"
 OLDEST_READY_AGE = "taskpool_queue_oldest_ready_age_seconds"
 ORPHANED = "taskpool_pool_orphaned_tasks"
+ORPHANS_RECOVERED = "taskpool_orphaned_tasks_recovered_total"
 DESIRED_REPLICAS = "taskpool_pool_desired_replicas"
 CURRENT_REPLICAS = "taskpool_pool_current_replicas"
 READY_REPLICAS = "taskpool_pool_ready_replicas"
@@ -166,7 +167,8 @@ ALERTS: tuple[Alert, ...] = (
         summary="Tasks of pool {{ $labels.namespace }}/{{ $labels.pool }} are stuck RUNNING.",
         description=(
             "{{ $value }} tasks of pool {{ $labels.namespace }}/{{ $labels.pool }} are RUNNING on worker "
-            "pods that no longer exist, and were not recovered."
+            "pods that no longer exist, and were not recovered (spec.orphans.action is Report, or the "
+            "recovery fails: see the operator's log)."
         ),
         params=(Param("minTasks", 1, "Orphaned tasks from which it fires."), _for("15m")),
     ),
@@ -486,10 +488,18 @@ OVERVIEW = Dashboard(
             (
                 Panel(
                     "Orphaned tasks",
-                    "RUNNING tasks whose worker pod no longer exists.",
+                    "RUNNING tasks whose worker pod no longer exists and the operator has not recovered yet, "
+                    "and those it marked FAILED or made READY again (spec.orphans.action).",
                     "timeseries",
                     "short",
-                    (Query(f"max by (namespace, pool) ({selector(ORPHANED, *_P)})", POOL_LEGEND),),
+                    (
+                        Query(f"max by (namespace, pool) ({selector(ORPHANED, *_P)})", POOL_LEGEND),
+                        Query(
+                            f"sum by (namespace, pool, action) "
+                            f"(increase({selector(ORPHANS_RECOVERED, *_P)}[{RATE}]))",
+                            POOL_LEGEND + " recovered ({{action}})",
+                        ),
+                    ),
                     thresholds=((1, "red"),),
                 ),
                 Panel(

