@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,6 +326,9 @@ def run_stack(args: argparse.Namespace) -> int:
     print("starting PostgreSQL and migrating a fresh database...")
     with stack_postgres(), database() as db, start_app(db.url, app_port):
         print("starting the local Kubernetes cluster (etcd, API server, controller-manager, scheduler, node)")
+        # A fresh cluster every run: the state folder (kept afterwards for its logs) would otherwise
+        # resume the previous run's objects.
+        shutil.rmtree(OUTPUT / "cluster", ignore_errors=True)
         with LocalCluster.start(nodes=1, state_dir=OUTPUT / "cluster", backoff_initial_s=2) as cluster:
             cluster.rest.create(
                 "/api/v1/namespaces",
