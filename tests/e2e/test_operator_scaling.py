@@ -163,11 +163,17 @@ def test_replicas_follow_the_queue_up_and_back_to_min(
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 3, 30, "3 replicas")
     reacted_s = time.time() - h.last_enqueued_at(database.dsn)
     assert reacted_s <= 2 * poll_s, f"took {reacted_s:.1f}s (two poll intervals are {2 * poll_s:g}s)"
-    scaled_up = _events(cluster, namespace, "burst", "ScaledUp")
-    assert scaled_up, "no ScaledUp event"
+    # The Event and the status are written right after the replicas, so they may trail them a little.
+    scaled_up = h.wait_until(lambda: _events(cluster, namespace, "burst", "ScaledUp"), 10, "a ScaledUp event")
     assert "scaling up from 0 to 3" in scaled_up[0]["message"], scaled_up
-    pool = h.get_pool(cluster, namespace, "burst")
-    assert h.condition(pool, "ScalingLimited")["reason"] == "TooManyReplicas"
+    h.wait_until(
+        lambda: (
+            h.condition(h.get_pool(cluster, namespace, "burst"), "ScalingLimited").get("reason")
+            == "TooManyReplicas"
+        ),
+        10,
+        "ScalingLimited=TooManyReplicas",
+    )
     assert re.search(
         rf'taskpool_pool_desired_replicas\{{namespace="{namespace}",pool="burst"\}} 3', operator.metrics()
     )
