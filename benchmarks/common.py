@@ -14,9 +14,8 @@ import platform
 import resource
 import signal
 import statistics
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import psycopg  # noqa: E402
 import psycopg.conninfo  # noqa: E402
 import psycopg.sql  # noqa: E402
 
-from tests.support import django_db, postgres  # noqa: E402
+from tests.support import django_db  # noqa: E402
 
 QUICK = os.environ.get("QUICK") == "1"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -62,17 +61,9 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def migrated_database() -> Iterator[django_db.MigratedDatabase]:
+def migrated_database() -> contextlib.AbstractContextManager[django_db.MigratedDatabase]:
     """A fresh database with the demo project migrated (DATABASE_URL's server, else an embedded one)."""
-    with postgres.postgres_server() as admin_dsn:
-        dsn = postgres.create_database(admin_dsn, prefix="taskpool_bench")
-        try:
-            url = postgres.to_url(dsn)
-            django_db.migrate(url)
-            yield django_db.MigratedDatabase(dsn=dsn, url=url)
-        finally:
-            postgres.drop_database(admin_dsn, dsn)
+    return django_db.standalone_migrated_database("taskpool_bench")
 
 
 def relax_durability(dsn: str) -> None:
@@ -99,19 +90,7 @@ def run_manage(database_url: str, *args: str, timeout: float = 1800) -> float:
     """Runs `manage.py ARGS` of the demo project to completion; fails loudly with its output. Returns the CPU
     seconds (user + system) it used, its own worker processes included (a supervisor waits for them)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    completed = subprocess.run(
-        django_db.manage(*args),
-        env=django_db.django_env(database_url),
-        cwd=django_db.DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(
-            f"manage.py {' '.join(args)} failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
-        )
+    django_db.run_manage(database_url, *args, timeout=timeout)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "django_app")]
 from tests.cluster.control_plane import LocalCluster  # noqa: E402
 from tests.cluster.fixtures import RESTRICTED  # noqa: E402
 from tests.e2e import operator_harness as h  # noqa: E402
-from tests.support import django_db, postgres  # noqa: E402
+from tests.support import django_db  # noqa: E402
 
 QUICK = os.environ.get("QUICK") == "1"
 TRIALS = 5 if QUICK else 20
@@ -92,10 +92,8 @@ def clear_queue(dsn: str) -> None:
 
 def main() -> None:
     samples: list[float] = []
-    with postgres.postgres_server() as admin_dsn:
-        dsn = postgres.create_database(admin_dsn, prefix="taskpool_bench")
-        url = postgres.to_url(dsn)
-        django_db.migrate(url)
+    with django_db.standalone_migrated_database("taskpool_bench") as database:
+        dsn, url = database.dsn, database.url
         with LocalCluster.start(nodes=1) as cluster:
             h.install_crd(cluster)
             namespace = cluster.create_namespace("bench-", labels=RESTRICTED)
@@ -124,7 +122,7 @@ def main() -> None:
                 for trial in range(TRIALS):
                     time.sleep(rng.uniform(0, POLL_INTERVAL_S))
                     started = time.time()
-                    h.enqueue(url, BURST, "noop")
+                    django_db.enqueue(url, "noop", count=BURST)
                     committed = h.last_enqueued_at(dsn)
                     changed = watch.first_above_zero_after(started, 30)
                     samples.append(changed - committed)
@@ -136,7 +134,6 @@ def main() -> None:
                     watch.changes.clear()
                 watch.stopped.set()
             cluster.delete_namespace(namespace)
-        postgres.drop_database(admin_dsn, dsn)
 
     quantiles = statistics.quantiles(samples, n=100, method="inclusive")
     p50, p95 = quantiles[49], quantiles[94]

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from charts import checks  # noqa: E402
 from monitoring.plot import plot_timeline  # noqa: E402
 from tests.cluster.control_plane import LocalCluster  # noqa: E402
-from tests.support import django_db, postgres  # noqa: E402
+from tests.support import django_db  # noqa: E402
 
 OUTPUT = ROOT / "demo-output"
 STATUSES = ("READY", "RUNNING", "SUCCESSFUL", "FAILED")
@@ -50,19 +50,6 @@ BURST = (
     {"task": "context", "count": 20},
     {"task": "report", "count": 4, "duration": 0.2, "run_after": 5},
 )
-
-
-@contextlib.contextmanager
-def database() -> Iterator[django_db.MigratedDatabase]:
-    """A fresh, migrated database: on DATABASE_URL's server if set, else on an embedded PostgreSQL."""
-    with postgres.postgres_server() as admin_dsn:
-        dsn = postgres.create_database(admin_dsn, prefix="taskpool_demo")
-        try:
-            url = postgres.to_url(dsn)
-            django_db.migrate(url)
-            yield django_db.MigratedDatabase(dsn=dsn, url=url)
-        finally:
-            postgres.drop_database(admin_dsn, dsn)
 
 
 @contextlib.contextmanager
@@ -324,7 +311,11 @@ def run_stack(args: argparse.Namespace) -> int:
     values_file = OUTPUT / "values.yaml"
     values_file.write_text(json.dumps(demo_values(args.max_replicas), indent=2))
     print("starting PostgreSQL and migrating a fresh database...")
-    with stack_postgres(), database() as db, start_app(db.url, app_port):
+    with (
+        stack_postgres(),
+        django_db.standalone_migrated_database("taskpool_demo") as db,
+        start_app(db.url, app_port),
+    ):
         print("starting the local Kubernetes cluster (etcd, API server, controller-manager, scheduler, node)")
         # A fresh cluster every run: the state folder (kept afterwards for its logs) would otherwise
         # resume the previous run's objects.
@@ -409,7 +400,7 @@ def run_local(args: argparse.Namespace) -> int:
 
     print("starting PostgreSQL and migrating a fresh database...")
     with (
-        database() as db,
+        django_db.standalone_migrated_database("taskpool_demo") as db,
         start_app(db.url, app_port),
         start_workers(db.url, args.concurrency, metrics_port) as workers,
     ):

@@ -32,9 +32,16 @@ def load_config() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+# Handlers of many pools call the API from several threads at once; urllib3's default of 10 pooled
+# connections made it drop and re-open connections ("Connection pool is full") with 200 pools.
+CONNECTION_POOL_SIZE = 32
+
+
 @functools.cache
 def _api() -> client.ApiClient:
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return client.ApiClient(configuration)
 
 
 def _apps() -> client.AppsV1Api:

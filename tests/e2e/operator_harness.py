@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,15 +40,8 @@ def deployment_path(namespace: str, name: str) -> str:
 
 
 def wait_until[T](check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """The first truthy result of `check`, or AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+    """`django_db.wait_until`, polling the API server less often by default."""
+    return django_db.wait_until(check, timeout, what, interval)
 
 
 def install_crd(cluster: LocalCluster) -> None:
@@ -71,12 +62,6 @@ def install_crd(cluster: LocalCluster) -> None:
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
     wait_until(established, 30, "the CRD to be established")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -107,7 +92,7 @@ def running_operator(cluster: LocalCluster, namespace: str, *extra: str) -> Iter
     """`taskpool-operator run` for one namespace, as a local process with the cluster's kubeconfig."""
     folder = Path(tempfile.mkdtemp(prefix="tp-operator-"))
     log = folder / "operator.log"
-    metrics_port, liveness_port = _free_port(), _free_port()
+    metrics_port, liveness_port = django_db.free_port(), django_db.free_port()
     argv = [
         str(OPERATOR_BIN), "run", "--namespace", namespace,
         "--metrics-port", str(metrics_port), "--liveness-port", str(liveness_port), *extra,
@@ -125,12 +110,7 @@ def running_operator(cluster: LocalCluster, namespace: str, *extra: str) -> Iter
         assert process.poll() is None, f"the operator exited:\n{operator.log_text()[-3000:]}"
         yield operator
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        django_db.stop_process(process)
         # Shown by pytest for failed tests only.
         print(f"--- operator log ({log}) ---\n{operator.log_text()[-20000:]}")
         shutil.rmtree(folder, ignore_errors=True)
@@ -199,20 +179,6 @@ def events(cluster: LocalCluster, namespace: str, pool: str) -> list[dict[str, A
         fieldSelector=f"involvedObject.kind={crd.KIND},involvedObject.name={pool}",
     )["items"]
     return sorted(found, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-
-
-def enqueue(database_url: str, count: int, task: str = "noop", *options: str) -> None:
-    """Enqueues through the demo project's own `enqueue_burst` command (Django's task API)."""
-    completed = subprocess.run(
-        django_db.manage("enqueue_burst", "--task", task, "--count", str(count), *options),
-        env=django_db.django_env(database_url),
-        cwd=django_db.DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
 
 
 def task_counts(dsn: str) -> dict[str, int]:

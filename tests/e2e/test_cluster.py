@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from tests.cluster import network
 from tests.cluster.control_plane import LocalCluster
 from tests.cluster.rest import ApiError, Rest
+from tests.support import django_db
 
 pytestmark = pytest.mark.e2e
 
@@ -58,14 +58,7 @@ RESTRICTED_CONTAINER = {
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
+    return django_db.wait_until(check, timeout, what, interval=0.3)
 
 
 def container(name: str, script: str, **extra: Any) -> dict[str, Any]:

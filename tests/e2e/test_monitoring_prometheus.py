@@ -38,7 +38,15 @@ from monitoring import config, generate, rules
 from tests.cluster.control_plane import LocalCluster
 from tests.e2e import operator_harness as harness
 from tests.support import postgres
-from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, free_port, task_rows, wait_until
+from tests.support.django_db import (
+    MigratedDatabase,
+    WorkerRun,
+    enqueue,
+    free_port,
+    stop_process,
+    task_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -208,12 +216,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prom
 
     yield start
     for prometheus in started:
-        prometheus.process.terminate()
-        try:
-            prometheus.process.wait(30)
-        except subprocess.TimeoutExpired:
-            prometheus.process.kill()
-            prometheus.process.wait()
+        stop_process(prometheus.process)
 
 
 @pytest.fixture

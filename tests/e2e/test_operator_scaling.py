@@ -158,7 +158,7 @@ def test_replicas_follow_the_queue_up_and_back_to_min(
     )
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 0, 30, "the Deployment at 0")
 
-    h.enqueue(database.url, 100, "slow", "--duration", "0.3", "--queue", "default")
+    enqueue(database.url, "slow", count=100, duration=0.3, queue="default")
     # 100 tasks at 10 per replica want 10 pods; maxReplicas caps them at 3: one decision gets there.
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "burst-workers") == 3, 30, "3 replicas")
     reacted_s = time.time() - h.last_enqueued_at(database.dsn)
@@ -219,7 +219,7 @@ def test_database_trouble_holds_replicas_and_recovers(
     params.update(dbname="no_such_database", password="not-the-Passw0rd")
     wrong = postgres.to_url(make_conninfo(**params))
     h.create_dsn_secret(cluster, namespace, "missing", wrong)
-    h.enqueue(migrated_database.url, 50, "noop")
+    enqueue(migrated_database.url, "noop", count=50)
     pool = h.wait_for_condition(cluster, namespace, "held", "DatabaseReachable", reason="ConnectFailed")
     message = h.condition(pool, "DatabaseReachable")["message"]
     assert "not-the-Passw0rd" not in message
@@ -345,8 +345,21 @@ def test_manual_mode_follows_kubectl_scale(
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "manual-workers") == 2, 30, "2 replicas")
     cluster.kubectl("-n", namespace, "scale", "twp/manual", "--replicas=0")
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "manual-workers") == 0, 30, "0 replicas")
-    pool = h.wait_for_condition(cluster, namespace, "manual", "ScalingActive", reason="ScalingDisabled")
-    assert pool["status"]["observedGeneration"] == pool["metadata"]["generation"]
+
+    # The condition already held at generation 1: wait for the status written for the scaled generation
+    # (the Deployment's reconcile and the scaling loop write it in turn).
+    def current_for_scaled_generation() -> dict | None:
+        found = h.get_pool(cluster, namespace, "manual")
+        generation = found["metadata"]["generation"]
+        scaling_active = h.condition(found, "ScalingActive")
+        current = (
+            found["status"].get("observedGeneration") == generation
+            and scaling_active.get("observedGeneration") == generation
+        )
+        return found if current else None
+
+    pool = h.wait_until(current_for_scaled_generation, 30, "status for the scaled generation")
+    assert h.condition(pool, "ScalingActive")["reason"] == "ScalingDisabled", pool["status"]
     h.wait_until(
         lambda: h.get_pool(cluster, namespace, "manual")["status"]["desiredReplicas"] == 0,
         30,

@@ -18,6 +18,7 @@ from tests.support.django_db import (
     django_env,
     free_port,
     manage,
+    run_manage,
     task_rows,
     wait_until,
 )
@@ -98,14 +99,7 @@ def test_burst_then_status_and_counts(app: str, migrated_database: MigratedDatab
 def test_finished_task_shows_result_and_errors(app: str, migrated_database: MigratedDatabase) -> None:
     _, ok = call(f"{app}/api/tasks/burst", {"task": "slow", "duration": 0})
     _, bad = call(f"{app}/api/tasks/burst", {"task": "flaky", "failure_rate": 1})
-    subprocess.run(
-        manage("taskpool_worker", "--batch", "--no-startup-delay", "--metrics-port=0"),
-        env=django_env(migrated_database.url),
-        cwd=DJANGO_DIR,
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
+    run_manage(migrated_database.url, "taskpool_worker", "--batch", "--no-startup-delay", "--metrics-port=0")
     _, detail = call(f"{app}/api/tasks/{ok['ids'][0]}")
     assert (detail["status"], detail["return_value"]) == ("SUCCESSFUL", 0)
     assert detail["worker_ids"]

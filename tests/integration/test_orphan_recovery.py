@@ -9,8 +9,6 @@ fails or requeues the rows of a lost worker, and a Django subprocess reads them 
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 import time
 from typing import Any
 
@@ -95,17 +93,7 @@ print(json.dumps(view))
 def orm_view(database: django_db.MigratedDatabase) -> dict[str, Any]:
     """Every task of the default backend as Django's TaskResult shows it, from a Django subprocess (the
     operator never imports Django)."""
-    completed = subprocess.run(
-        django_db.manage("shell", "-c", ORM_SCRIPT),
-        env=django_db.django_env(database.url),
-        cwd=django_db.DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = django_db.shell_json(database.url, ORM_SCRIPT)
     return result
 
 
@@ -166,19 +154,8 @@ def test_requeued_rows_are_ready_again_and_a_real_worker_runs_them(
         assert view[task_id]["worker_ids"] == [GONE]  # the history stays
         assert view[task_id]["errors"] == []
 
-    completed = subprocess.run(
-        django_db.manage(
-            "taskpool_worker", "--no-reload", "--batch", "--no-startup-delay", "--metrics-port=0",
-            "--queue-name=*",
-        ),
-        env=django_db.django_env(db.url, POD_NAME="shop-workers-7d9f8c6b5d-bbbbb"),
-        cwd=django_db.DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
+    worker_flags = ("--no-reload", "--batch", "--no-startup-delay", "--metrics-port=0", "--queue-name=*")
+    django_db.run_manage(db.url, "taskpool_worker", *worker_flags, POD_NAME="shop-workers-7d9f8c6b5d-bbbbb")
     view = orm_view(db)
     for task_id in (first, second, email):
         assert view[task_id]["status"] == "SUCCESSFUL"

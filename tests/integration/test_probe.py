@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -142,17 +141,7 @@ print(json.dumps({
 
 def orm_view(database: django_db.MigratedDatabase) -> dict[str, Any]:
     """What django-tasks-db's ORM says about the database, from a Django subprocess."""
-    completed = subprocess.run(
-        django_db.manage("shell", "-c", ORM_SCRIPT),
-        env=django_db.django_env(database.url),
-        cwd=django_db.DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = django_db.shell_json(database.url, ORM_SCRIPT)
     return result
 
 
@@ -379,16 +368,7 @@ def test_missing_table_says_to_migrate(empty_database: str) -> None:
 def test_missing_index_migration_says_to_migrate_and_recovers(
     migrated_database: django_db.MigratedDatabase,
 ) -> None:
-    unmigrate = subprocess.run(
-        django_db.manage("migrate", "django_taskpool", "zero", "--no-input", "-v", "0"),
-        env=django_db.django_env(migrated_database.url),
-        cwd=django_db.DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert unmigrate.returncode == 0, unmigrate.stderr
+    django_db.run_manage(migrated_database.url, "migrate", "django_taskpool", "zero", "--no-input", "-v", "0")
     reading = asyncio.run(probe_pools(migrated_database.dsn, {"pool": ProbeTarget()}))["pool"]
     assert isinstance(reading, ProbeError)
     assert reading.reason == "missing_index"

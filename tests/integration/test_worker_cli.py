@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.support import postgres
-from tests.support.django_db import DJANGO_DIR, MigratedDatabase, django_env, manage
+from tests.support.django_db import MigratedDatabase, run_manage
 
 pytestmark = pytest.mark.integration
 
@@ -17,15 +17,8 @@ UNUSED_URL = "postgresql://user:hunter2@127.0.0.1:9/nothing"
 
 
 def worker(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = django_env(database_url, **env)
-    return subprocess.run(
-        manage("taskpool_worker", "--metrics-port=0", *args),
-        env=environment,
-        cwd=DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_manage(
+        database_url, "taskpool_worker", "--metrics-port=0", *args, timeout=60, check=False, **env
     )
 
 

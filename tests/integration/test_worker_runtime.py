@@ -17,16 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from tests.support.django_db import (
-    DJANGO_DIR,
-    MigratedDatabase,
-    WorkerRun,
-    django_env,
-    enqueue,
-    manage,
-    task_rows,
-    wait_until,
-)
+from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, run_manage, task_rows, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +27,8 @@ POD = "demo-workers-7d9f8c6b5d-x2x4q"
 
 def run_batch(db: MigratedDatabase, *args: str) -> subprocess.CompletedProcess[str]:
     """A worker run that processes what is ready and exits."""
-    return subprocess.run(
-        manage("taskpool_worker", "--no-reload", "--batch", "--no-startup-delay", "--metrics-port=0", *args),
-        env=django_env(db.url, POD_NAME=POD),
-        cwd=DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    flags = ("--no-reload", "--batch", "--no-startup-delay", "--metrics-port=0")
+    return run_manage(db.url, "taskpool_worker", *flags, *args, check=False, POD_NAME=POD)
 
 
 def test_tasks_in_several_queues_are_stored_as_db_worker_stores_them(
@@ -282,32 +266,23 @@ def test_given_multiprocess_dir_is_emptied_of_stale_files_and_cleaned(
     keep = metrics_dir / "notes.txt"
     keep.write_text("not ours")
     enqueue(migrated_database.url, "noop")
-    completed = subprocess.run(
-        manage("taskpool_worker", "--batch", "--no-startup-delay", "--metrics-port=0"),
-        env=django_env(migrated_database.url, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)),
-        cwd=DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    run_manage(
+        migrated_database.url,
+        "taskpool_worker",
+        "--batch",
+        "--no-startup-delay",
+        "--metrics-port=0",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
-    assert completed.returncode == 0, completed.stderr
     assert sorted(path.name for path in metrics_dir.iterdir()) == ["notes.txt"]
 
 
 def test_max_tasks_ends_a_process_without_restart(migrated_database: MigratedDatabase) -> None:
     db = migrated_database
     ids = enqueue(db.url, "noop", count=3)
-    completed = subprocess.run(
-        manage("taskpool_worker", "--max-tasks=2", "--no-startup-delay", "--metrics-port=0"),
-        env=django_env(db.url),
-        cwd=DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    completed = run_manage(
+        db.url, "taskpool_worker", "--max-tasks=2", "--no-startup-delay", "--metrics-port=0"
     )
-    assert completed.returncode == 0, completed.stderr
     assert sorted(task_rows(db.dsn)[i]["status"] for i in ids) == ["READY", "SUCCESSFUL", "SUCCESSFUL"]
     assert "finished (exit code 0): not restarted" in completed.stderr
 

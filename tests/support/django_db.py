@@ -4,11 +4,13 @@ Fixtures: `migrated_database` (a `MigratedDatabase` with `.dsn` and `.url`: the 
 `manage.py migrate` runs once per session into a template database and each test gets a copy, `CREATE
 DATABASE ... TEMPLATE`, a fraction of a second instead of a migration run) and `worker_runs` (background
 `taskpool_worker` processes, stopped after the test). Helpers: `enqueue` (demo tasks through `manage.py
-enqueue_burst`), `task_rows`, `wait_until`, `free_port`, `manage`/`django_env` to run any command.
+enqueue_burst`), `task_rows`, `wait_until`, `free_port`, `run_manage` (any command; `manage`/`django_env` for
+the argv and environment), `shell_json`; `standalone_migrated_database` for benchmarks and the demo.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -63,18 +65,35 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(MANAGE_PY), *args]
 
 
-def migrate(database_url: str) -> None:
+def run_manage(
+    database_url: str, *args: str, timeout: float = 120, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs `python manage.py ARGS` of the demo project against a database to completion (`env`: extra
+    variables). With `check`, a non-zero exit raises RuntimeError with the end of its stderr."""
     completed = subprocess.run(
-        manage("migrate", "--no-input", "-v", "0"),
-        env=django_env(database_url),
+        manage(*args),
+        env=django_env(database_url, **env),
         cwd=DJANGO_DIR,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"manage.py migrate failed ({completed.returncode}):\n{completed.stderr}")
+    if check and completed.returncode != 0:
+        raise RuntimeError(
+            f"manage.py {' '.join(args)} failed ({completed.returncode}):\n{completed.stderr[-4000:]}"
+        )
+    return completed
+
+
+def migrate(database_url: str) -> None:
+    run_manage(database_url, "migrate", "--no-input", "-v", "0", timeout=300)
+
+
+def shell_json(database_url: str, script: str) -> Any:
+    """Runs a Python script in the demo project's `manage.py shell`; returns the JSON its last line prints."""
+    completed = run_manage(database_url, "shell", "-c", script)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def clone_database(admin_dsn: str, template_dsn: str, prefix: str = "taskpool_test") -> str:
@@ -107,6 +126,20 @@ def migrated_database(postgres_admin_dsn: str, migrated_template: str) -> Iterat
     postgres.drop_database(postgres_admin_dsn, dsn)
 
 
+@contextlib.contextmanager
+def standalone_migrated_database(prefix: str) -> Iterator[MigratedDatabase]:
+    """Outside pytest (benchmarks, the demo): a fresh, migrated database named `<prefix>_...`, on
+    DATABASE_URL's server if set, else on an embedded PostgreSQL; dropped on the way out."""
+    with postgres.postgres_server() as admin_dsn:
+        dsn = postgres.create_database(admin_dsn, prefix=prefix)
+        try:
+            url = postgres.to_url(dsn)
+            migrate(url)
+            yield MigratedDatabase(dsn=dsn, url=url)
+        finally:
+            postgres.drop_database(admin_dsn, dsn)
+
+
 # -- running the demo project's commands against a database ---------------------------------------------
 
 
@@ -114,17 +147,9 @@ def enqueue(database_url: str, task: str, count: int = 1, **options: object) -> 
     """Enqueues `count` demo tasks through `manage.py enqueue_burst`; returns their ids.
     Options are the command's flags (`duration=0.5`, `queue="emails"`, `failure_rate=1.0`...)."""
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
-    completed = subprocess.run(
-        manage("enqueue_burst", "--json", f"--task={task}", f"--count={count}", *flags),
-        env=django_env(database_url),
-        cwd=DJANGO_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    completed = run_manage(
+        database_url, "enqueue_burst", "--json", f"--task={task}", f"--count={count}", *flags
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"enqueue_burst failed ({completed.returncode}):\n{completed.stderr}")
     return list(json.loads(completed.stdout))
 
 
@@ -141,16 +166,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Polls `predicate` until it returns something truthy, which is returned; fails after `timeout`."""
+def wait_until[T](check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """The first truthy result of `check`, polled every `interval` seconds; AssertionError naming `what` (and
+    the last result) once `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
-        if value:
-            return value
+        last = check()
+        if last:
+            return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Stops a child process if still running: SIGTERM, then SIGKILL after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class WorkerRun:
@@ -218,13 +255,7 @@ class WorkerRun:
 
     def close(self) -> None:
         """Stops the worker if still running (SIGTERM, then SIGKILL) and closes the log."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 
