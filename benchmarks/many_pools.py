@@ -10,8 +10,10 @@ Statements are counted on the server, not by the client: each depth statement sc
 index exactly once, so the index's `idx_scan` counter (flushed when the child's connection closes) counts
 them. The naive baseline is one query per pool per poll (a KEDA ScaledObject per pool).
 
-This measures a process running the operator's probe and policy for 200 pools with all its modules imported,
-not the operator itself against a cluster (its Kubernetes watches add a few MB per pool at most).
+Then the real thing: `taskpool-operator run` on the local control plane with 200 TaskWorkerPools (one
+Deployment each, no worker pods) on the same database; after SETTLE seconds its resident memory is read from
+/proc and its probe rate from its own metrics. `operator_rss_mb` is that process; `probe_hub_rss_mb` is the
+probe-and-policy process above, `operator_idle_rss_mb` the operator before any pool exists.
 
     QUICK=1 python benchmarks/many_pools.py   (10 s instead of 60 s)
 Writes benchmarks/results/many_pools.json.
@@ -24,6 +26,7 @@ import importlib
 import json
 import pkgutil
 import random
+import re
 import subprocess
 import sys
 import time
@@ -35,10 +38,14 @@ import taskpool_operator
 from taskpool_operator import sql
 from taskpool_operator.policy import Observation, PolicyState, ScalingSpec, decide
 from taskpool_operator.probe import PoolDepth, ProbeHub, ProbeTarget, ready_cap
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.fixtures import RESTRICTED
+from tests.e2e import operator_harness as h
 
 POOLS = 200
 POLL = 1.0
 DURATION = 10.0 if QUICK else 60.0
+SETTLE = 20.0 if QUICK else 60.0
 QUEUES = [f"queue-{n}" for n in range(20)]
 BACKENDS = ["default", "bulk"]
 TARGET_QUERIES_PER_TICK = 1
@@ -64,12 +71,57 @@ def running_index_scans(dsn: str) -> int:
     return int(row[0])
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+def probes_done(metrics_text: str) -> float:
+    match = re.search(r"^taskpool_probe_duration_seconds_count (\S+)$", metrics_text, re.MULTILINE)
+    assert match is not None, "the operator exposes no taskpool_probe_duration_seconds"
+    return float(match.group(1))
+
+
+def real_operator(database_url: str) -> dict[str, float]:
+    """The operator process on the local control plane, with POOLS pools on one database."""
+    with LocalCluster.start(nodes=1) as cluster:
+        h.install_crd(cluster)
+        namespace = cluster.create_namespace("bench-", labels=RESTRICTED)
+        h.create_dsn_secret(cluster, namespace, "db", database_url)
+        with h.running_operator(cluster, namespace, "--log-level", "warning") as operator:
+            idle_rss = rss_mb(operator.process.pid)
+            for n in range(POOLS):
+                queues = ["*"] if n % 4 == 0 else [QUEUES[n % 20]]
+                manifest = h.pool_manifest(
+                    f"pool-{n}",
+                    "db",
+                    backend=BACKENDS[n % 2],
+                    queues=queues,
+                    scaling={"minReplicas": 0, "maxReplicas": 5 + n % 20, "pollInterval": f"{POLL:g}s"},
+                    # No worker runs: the image maps to nothing on the local node agent, and min is 0.
+                    worker={"image": "registry.invalid/no-worker:bench"},
+                )
+                h.create_pool(cluster, namespace, manifest)
+            h.wait_until(
+                lambda: (
+                    len(cluster.rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"])
+                    == POOLS
+                ),
+                300,
+                f"{POOLS} worker Deployments",
+            )
+            time.sleep(SETTLE)
+            started, before = time.monotonic(), probes_done(operator.metrics())
+            time.sleep(SETTLE / 3)
+            probes_per_s = (probes_done(operator.metrics()) - before) / (time.monotonic() - started)
+            return {
+                "rss_mb": rss_mb(operator.process.pid),
+                "idle_rss_mb": idle_rss,
+                "probes_per_s": probes_per_s,
+            }
 
 
 async def child_main(dsn: str) -> dict[str, float]:
@@ -152,6 +204,7 @@ def main() -> None:
             if statements >= child["ticks"]:
                 break
             time.sleep(0.5)
+        operator = real_operator(db.url)
     polls = DURATION / POLL
     write_result(
         "many_pools",
@@ -166,9 +219,13 @@ def main() -> None:
             "probe_queries_per_poll_interval": round(statements / polls, 2),
             "naive_queries_per_poll_interval": POOLS,
             "decisions": child["decisions"],
-            "operator_rss_mb": round(child["rss_mb"], 1),
+            "operator_rss_mb": round(operator["rss_mb"], 1),
+            "operator_idle_rss_mb": round(operator["idle_rss_mb"], 1),
+            "operator_probes_per_s": round(operator["probes_per_s"], 2),
+            "probe_hub_rss_mb": round(child["rss_mb"], 1),
             "rss_after_imports_mb": round(child["rss_after_imports_mb"], 1),
-            "measured_process": "probe hub + policy for 200 pools with every operator module imported",
+            "measured_process": "operator_rss_mb: taskpool-operator run on the local cluster with 200 pools; "
+            "probe_hub_rss_mb: probe hub + policy for 200 pools with every operator module imported",
             "target_queries_per_tick": TARGET_QUERIES_PER_TICK,
             "target_rss_mb": TARGET_RSS_MB,
         },
