@@ -6,9 +6,10 @@ Ready summarises the others so that kstatus (`helm --wait`) and `kubectl wait --
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from taskpool_operator.policy import pods_for
 
 READY = "Ready"
 DATABASE_REACHABLE = "DatabaseReachable"
@@ -80,7 +81,7 @@ def scaling_active(enabled: bool, reachable: bool) -> Condition:
 def scaling_limited(tasks: int, tasks_per_replica: int, minimum: int, maximum: int) -> Condition:
     """Whether the queue (ready plus running tasks) asks for more pods than maxReplicas or fewer than
     minReplicas."""
-    wanted = math.ceil(tasks / tasks_per_replica)
+    wanted = pods_for(tasks, tasks_per_replica)
     if wanted > maximum:
         return Condition(
             SCALING_LIMITED,

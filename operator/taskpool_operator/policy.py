@@ -104,6 +104,11 @@ class Decision:
     state: PolicyState
 
 
+def pods_for(tasks: int, tasks_per_replica: int) -> int:
+    """The raw recommendation: one slot per task, ready or running (before bounds and stabilization)."""
+    return math.ceil(tasks / tasks_per_replica)
+
+
 def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> Decision:
     """The next replica count for a pool; see the module docstring for the rules."""
     current = observation.current_replicas
@@ -123,7 +128,7 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
     idle_since = (now if state.idle_since is None else state.idle_since) if busy == 0 else None
     numbers = f"ready={ready} running={running} tasksPerReplica={spec.tasks_per_replica}"
 
-    wanted = math.ceil(busy / spec.tasks_per_replica)
+    wanted = pods_for(busy, spec.tasks_per_replica)
     dormant = current == 0 and ready <= spec.activation_ready_tasks
     recommendation = _clamp(0 if dormant else wanted, spec.min_replicas, spec.max_replicas)
 
