@@ -49,6 +49,6 @@ lint-python: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@# django-stubs imports the demo settings, which require a DATABASE_URL (never connected to here).
-	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool monitoring
+	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool monitoring devcluster devdb
 
 include $(wildcard mk/*.mk)

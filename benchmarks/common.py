@@ -1,7 +1,7 @@
 """Shared benchmark helpers: QUICK mode, a migrated PostgreSQL database, timing and result files.
 
-Importing this module puts the repository and `django_app/` on sys.path, so benchmarks can use
-`tests.support` (embedded PostgreSQL, the demo project's manage.py) like the tests do.
+Benchmarks run as modules from the repository root (`python -m benchmarks.<name>`, as `make bench-<name>`
+does) and use devdb (embedded PostgreSQL, the demo project's manage.py) like the tests do.
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import psycopg.conninfo
+import psycopg.sql
+
+from devdb import demo_project
+
 ROOT = Path(__file__).resolve().parents[1]
-for entry in (str(ROOT / "django_app"), str(ROOT)):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
-
-import psycopg  # noqa: E402
-import psycopg.conninfo  # noqa: E402
-import psycopg.sql  # noqa: E402
-
-from tests.support import django_db  # noqa: E402
 
 QUICK = os.environ.get("QUICK") == "1"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,9 +58,9 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     return path
 
 
-def migrated_database() -> contextlib.AbstractContextManager[django_db.MigratedDatabase]:
+def migrated_database() -> contextlib.AbstractContextManager[demo_project.MigratedDatabase]:
     """A fresh database with the demo project migrated (DATABASE_URL's server, else an embedded one)."""
-    return django_db.standalone_migrated_database("taskpool_bench")
+    return demo_project.standalone_migrated_database("taskpool_bench")
 
 
 def relax_durability(dsn: str) -> None:
@@ -90,7 +87,7 @@ def run_manage(database_url: str, *args: str, timeout: float = 1800) -> float:
     """Runs `manage.py ARGS` of the demo project to completion; fails loudly with its output. Returns the CPU
     seconds (user + system) it used, its own worker processes included (a supervisor waits for them)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    django_db.run_manage(database_url, *args, timeout=timeout)
+    demo_project.run_manage(database_url, *args, timeout=timeout)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -15,7 +15,7 @@ Deployment each, no worker pods) on the same database; after SETTLE seconds its 
 /proc and its probe rate from its own metrics. `operator_rss_mb` is that process; `probe_hub_rss_mb` is the
 probe-and-policy process above, `operator_idle_rss_mb` the operator before any pool exists.
 
-    QUICK=1 python benchmarks/many_pools.py   (10 s instead of 60 s)
+    QUICK=1 python -m benchmarks.many_pools   (10 s instead of 60 s)
 Writes benchmarks/results/many_pools.json.
 """
 
@@ -32,15 +32,14 @@ import sys
 import time
 
 import psycopg
-from common import QUICK, migrated_database, write_result
 
 import taskpool_operator
+from benchmarks.common import QUICK, migrated_database, write_result
+from devcluster import operator_harness as h
+from devcluster.control_plane import RESTRICTED, LocalCluster
 from taskpool_operator import sql
 from taskpool_operator.policy import Observation, PolicyState, ScalingSpec, decide
 from taskpool_operator.probe import PoolDepth, ProbeHub, ProbeTarget, ready_cap
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.fixtures import RESTRICTED
-from tests.e2e import operator_harness as h
 
 POOLS = 200
 POLL = 1.0
@@ -188,7 +187,7 @@ def main() -> None:
             conn.execute(f"VACUUM ANALYZE {sql.TASK_TABLE}")
         before = running_index_scans(db.dsn)
         completed = subprocess.run(
-            [sys.executable, __file__, "--child", db.dsn],
+            [sys.executable, "-m", "benchmarks.many_pools", "--child", db.dsn],
             capture_output=True,
             text=True,
             timeout=DURATION + 120,

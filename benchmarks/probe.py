@@ -12,7 +12,7 @@ Both run on warmed connections with prepared statements, as in steady state; fig
 milliseconds. Targets: capped cost flat across backlogs, speedup (naive / capped) >= 50 at the largest
 backlog.
 
-    QUICK=1 python benchmarks/probe.py   (100 k finished rows, backlogs 10 k and 100 k)
+    QUICK=1 python -m benchmarks.probe   (100 k finished rows, backlogs 10 k and 100 k)
 Writes benchmarks/results/probe.json.
 """
 
@@ -22,8 +22,8 @@ import asyncio
 import time
 
 import psycopg
-from common import QUICK, median, migrated_database, write_result
 
+from benchmarks.common import QUICK, median, migrated_database, write_result
 from taskpool_operator import sql
 from taskpool_operator.probe import PoolDepth, ProbeHub, ProbeTarget, ready_cap
 

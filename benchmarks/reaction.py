@@ -1,7 +1,7 @@
 """Reaction time: from a burst of tasks being committed to the worker Deployment's spec.replicas changing.
 
 Runs the real operator (`taskpool-operator run`, a local process) against the local Kubernetes control plane
-(tests/cluster) and a migrated PostgreSQL database. One pool, pollInterval 1s, min 0: each trial enqueues a
+(devcluster) and a migrated PostgreSQL database. One pool, pollInterval 1s, min 0: each trial enqueues a
 burst with the demo project's `manage.py enqueue_burst` at a random phase of the poll cycle, and times from
 the newest task's `enqueued_at` (the database runs on this machine's clock) to the moment a watch on the
 Deployment sees spec.replicas leave 0. The pool's image runs no worker, so the queue stays until the
@@ -11,7 +11,7 @@ Baseline, from the same facts users compare us with (docs/REFERENCE): KEDA's pos
 default pollingInterval of 30 s activates a ScaledObject from zero at the next poll, so its worst case is
 30 s. The ratio is that figure over our p95.
 
-    QUICK=1 python benchmarks/reaction.py      (5 trials instead of 20)
+    QUICK=1 python -m benchmarks.reaction      (5 trials instead of 20)
 Writes benchmarks/results/reaction.json.
 """
 
@@ -29,13 +29,11 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "django_app")]
+from devcluster import operator_harness as h
+from devcluster.control_plane import RESTRICTED, LocalCluster
+from devdb import demo_project
 
-from tests.cluster.control_plane import LocalCluster  # noqa: E402
-from tests.cluster.fixtures import RESTRICTED  # noqa: E402
-from tests.e2e import operator_harness as h  # noqa: E402
-from tests.support import django_db  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = os.environ.get("QUICK") == "1"
 TRIALS = 5 if QUICK else 20
@@ -92,7 +90,7 @@ def clear_queue(dsn: str) -> None:
 
 def main() -> None:
     samples: list[float] = []
-    with django_db.standalone_migrated_database("taskpool_bench") as database:
+    with demo_project.standalone_migrated_database("taskpool_bench") as database:
         dsn, url = database.dsn, database.url
         with LocalCluster.start(nodes=1) as cluster:
             h.install_crd(cluster)
@@ -122,7 +120,7 @@ def main() -> None:
                 for trial in range(TRIALS):
                     time.sleep(rng.uniform(0, POLL_INTERVAL_S))
                     started = time.time()
-                    django_db.enqueue(url, "noop", count=BURST)
+                    demo_project.enqueue(url, "noop", count=BURST)
                     committed = h.last_enqueued_at(dsn)
                     changed = watch.first_above_zero_after(started, 30)
                     samples.append(changed - committed)

@@ -5,13 +5,13 @@ tasks per second from the task table (first start to last finish). Ratios are ag
 No-op tasks measure the claim path, which is bound by the database and the machine's cores (2 in CI);
 commits do not wait for the disk (common.relax_durability), so the figures are about processes and cores.
 
-    QUICK=1 python benchmarks/worker_concurrency.py
+    QUICK=1 python -m benchmarks.worker_concurrency
 Writes benchmarks/results/worker_concurrency.json.
 """
 
 from __future__ import annotations
 
-from common import (
+from benchmarks.common import (
     QUICK,
     clear_tasks,
     median,

@@ -9,13 +9,13 @@ task (of the worker's processes, minus a run on an empty queue, i.e. start-up) i
 time it barely moves with the machine's load. Commits do not wait for the disk (common.relax_durability):
 the figures are the runtime's own cost per task. Target: ratio (taskpool / plain) >= 0.97.
 
-    QUICK=1 python benchmarks/worker_overhead.py   (fewer tasks and trials)
+    QUICK=1 python -m benchmarks.worker_overhead   (fewer tasks and trials)
 Writes benchmarks/results/worker_overhead.json.
 """
 
 from __future__ import annotations
 
-from common import (
+from benchmarks.common import (
     QUICK,
     clear_tasks,
     median,

@@ -1,9 +1,9 @@
 """Command line for the local cluster (used by `make cluster-up`, `make cluster-down`, `make k8s-binaries`).
 
-    python -m tests.cluster build              build the Kubernetes binaries once (cached)
-    python -m tests.cluster up [--nodes N]     start a cluster in the background; prints the KUBECONFIG
-    python -m tests.cluster down               stop it (every pod and process ends)
-    python -m tests.cluster serve ...          the foreground process `up` starts (runs until SIGTERM)
+    python -m devcluster build              build the Kubernetes binaries once (cached)
+    python -m devcluster up [--nodes N]     start a cluster in the background; prints the KUBECONFIG
+    python -m devcluster down               stop it (every pod and process ends)
+    python -m devcluster serve ...          the foreground process `up` starts (runs until SIGTERM)
 
 The background cluster keeps its state in $TASKPOOL_CACHE/cluster (kubeconfig, logs, pod logs).
 """
@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.cluster import binaries
-from tests.cluster.control_plane import ClusterError, LocalCluster
+from devcluster import binaries
+from devcluster.control_plane import ClusterError, LocalCluster
 
 STATE_DIR = Path(os.environ.get("TASKPOOL_CACHE", Path.home() / ".cache" / "taskpool")) / "cluster"
 PID_FILE = STATE_DIR / "serve.pid"
@@ -55,7 +55,7 @@ def up(nodes: int) -> int:
     READY_FILE.unlink(missing_ok=True)
     with (STATE_DIR / "serve.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.cluster", "serve", "--nodes", str(nodes)],
+            [sys.executable, "-m", "devcluster", "serve", "--nodes", str(nodes)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,7 +98,7 @@ def down() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build")
     for name in ("up", "serve"):

@@ -29,14 +29,19 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import binaries, images, network, pki
-from tests.cluster.rest import ApiError, Rest
+from devcluster import binaries, images, network, pki
+from devcluster.node_config import NodeAgentConfig
+from devcluster.rest import ApiError, Rest
 
 API_PORT = 6443
+# Namespace labels of Pod Security "restricted" (enforced), what our chart must run under.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 STOP_TIMEOUT_S = 20.0
@@ -342,30 +347,30 @@ class LocalCluster:
     ) -> None:
         ready_file = self.state_dir / "node-agent.ready"
         ready_file.unlink(missing_ok=True)
-        config = {
-            "api_url": self.api_url,
-            "api_host": self.api_host,
-            "api_port": self.api_port,
-            "ca": str(self.pki.ca_cert),
-            "cert": str(self.pki.client_cert("node-agent")),
-            "key": str(self.pki.client_key("node-agent")),
-            "serving_cert": str(self.pki.serving_cert),
-            "serving_key": str(self.pki.serving_key),
-            "nodes": self.node_names,
-            "slot": self.slot.index,
-            "state_dir": str(self.state_dir),
-            "kube_version": self.kube_version,
-            "backoff_initial_s": backoff_initial_s,
-            "backoff_max_s": backoff_max_s,
-            "ready_file": str(ready_file),
-            "extra_images": [{**asdict(e), "cwd": str(e.cwd) if e.cwd else None} for e in extra_images],
-        }
+        config = NodeAgentConfig(
+            api_url=self.api_url,
+            api_host=self.api_host,
+            api_port=self.api_port,
+            ca=self.pki.ca_cert,
+            cert=self.pki.client_cert("node-agent"),
+            key=self.pki.client_key("node-agent"),
+            serving_cert=self.pki.serving_cert,
+            serving_key=self.pki.serving_key,
+            nodes=tuple(self.node_names),
+            slot=self.slot.index,
+            state_dir=self.state_dir,
+            kube_version=self.kube_version,
+            ready_file=ready_file,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            extra_images=tuple(extra_images),
+        )
         config_path = self.state_dir / "node-agent.json"
-        config_path.write_text(json.dumps(config, indent=1))
+        config.write(config_path)
         env = {**os.environ, "PYTHONPATH": str(images.REPO)}
         self.node_agent = Component(
             "node-agent",
-            [sys.executable, "-m", "tests.cluster.node_agent", str(config_path)],
+            [sys.executable, "-m", "devcluster.node_agent", str(config_path)],
             self.state_dir / "logs",
             env,
         )

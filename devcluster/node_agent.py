@@ -1,6 +1,6 @@
 """The node agent: a kubelet stand-in that runs pods as local processes.
 
-    python -m tests.cluster.node_agent CONFIG.json      (started by the launcher; SIGTERM stops it)
+    python -m devcluster.node_agent CONFIG.json      (started by the launcher; SIGTERM stops it)
 
 It registers the configured Nodes (capacity from this machine, Ready), renews their Leases in
 kube-node-lease every 10 s, watches the pods bound to them and gives each pod a PodRunner (pod_runner.py):
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import platform
 import signal
@@ -22,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import images, log_server, network
-from tests.cluster.pod_runner import PodRunner, now_rfc3339
-from tests.cluster.rest import ApiError, Rest
+from devcluster import log_server, network
+from devcluster.node_config import NodeAgentConfig
+from devcluster.pod_runner import PodRunner, now_rfc3339
+from devcluster.rest import ApiError, Rest
 
 LEASE_RENEW_S = 10
 LEASE_DURATION_S = 40
@@ -44,27 +44,18 @@ def _memory_bytes() -> int:
 
 
 class Agent:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: NodeAgentConfig) -> None:
         self.config = config
-        self.api = Rest(config["api_url"], Path(config["ca"]), Path(config["cert"]), Path(config["key"]))
-        self.nodes: list[str] = config["nodes"]
-        self.slot = network.Slot(int(config["slot"]))
-        self.state_dir = Path(config["state_dir"])
-        self.kube_version: str = config["kube_version"]
-        self.backoff_initial_s = float(config.get("backoff_initial_s", 10))
-        self.backoff_max_s = float(config.get("backoff_max_s", 300))
-        self.shutdown_grace_s = float(config.get("shutdown_grace_s", 5))
-        self.extra_images = [
-            images.ImageEnvironment(
-                patterns=tuple(e["patterns"]),
-                cwd=Path(e["cwd"]) if e.get("cwd") else None,
-                entrypoint=tuple(e.get("entrypoint", ())),
-                cmd=tuple(e.get("cmd", ())),
-                env=e.get("env", {}),
-            )
-            for e in config.get("extra_images", [])
-        ]
-        host, port = config["api_host"], str(config["api_port"])
+        self.api = Rest(config.api_url, config.ca, config.cert, config.key)
+        self.nodes = list(config.nodes)
+        self.slot = network.Slot(config.slot)
+        self.state_dir = config.state_dir
+        self.kube_version = config.kube_version
+        self.backoff_initial_s = config.backoff_initial_s
+        self.backoff_max_s = config.backoff_max_s
+        self.shutdown_grace_s = config.shutdown_grace_s
+        self.extra_images = list(config.extra_images)
+        host, port = config.api_host, str(config.api_port)
         # What the kubelet injects for the `kubernetes` Service; in-cluster clients read these.
         self.service_env = {
             "KUBERNETES_SERVICE_HOST": host,
@@ -79,7 +70,7 @@ class Agent:
         self.capacity = {
             "cpu": str(os.cpu_count() or 1),
             "memory": str(_memory_bytes()),
-            "pods": str(config.get("max_pods", 110)),
+            "pods": str(config.max_pods),
             "ephemeral-storage": str(os.statvfs("/").f_frsize * os.statvfs("/").f_blocks),
         }
         self.log_port = self.slot.port(5)
@@ -316,21 +307,21 @@ class Agent:
 
 
 def main() -> None:
-    config = json.loads(Path(sys.argv[1]).read_text())
+    config = NodeAgentConfig.read(Path(sys.argv[1]))
     agent = Agent(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stop_soon())
     log_server.serve(
         (agent.slot.gateway, agent.log_port),
-        Path(config["serving_cert"]),
-        Path(config["serving_key"]),
+        config.serving_cert,
+        config.serving_key,
         agent.state_dir / "pods",
         agent.pod_active,
     )
     agent.register_nodes()
     threading.Thread(target=agent.heartbeat, name="heartbeat", daemon=True).start()
     threading.Thread(target=agent.watch_pods, name="pod-watch", daemon=True).start()
-    Path(config["ready_file"]).write_text(str(os.getpid()))
+    config.ready_file.write_text(str(os.getpid()))
     agent.stopping.wait()
     agent.log("stopping: ending every pod")
     agent.stop()

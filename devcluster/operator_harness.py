@@ -19,10 +19,10 @@ from typing import Any
 
 import psycopg
 
+from devcluster.control_plane import LocalCluster
+from devcluster.rest import ApiError
+from devdb import demo_project
 from taskpool_operator import crd
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.rest import ApiError
-from tests.support import django_db
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 WORKER_IMAGE = "registry.local/taskpool-worker:e2e"
@@ -40,8 +40,8 @@ def deployment_path(namespace: str, name: str) -> str:
 
 
 def wait_until[T](check: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """`django_db.wait_until`, polling the API server less often by default."""
-    return django_db.wait_until(check, timeout, what, interval)
+    """`demo_project.wait_until`, polling the API server less often by default."""
+    return demo_project.wait_until(check, timeout, what, interval)
 
 
 def install_crd(cluster: LocalCluster) -> None:
@@ -73,7 +73,7 @@ class OperatorProcess:
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return response.read().decode()
+            return str(response.read().decode())
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -92,7 +92,7 @@ def running_operator(cluster: LocalCluster, namespace: str, *extra: str) -> Iter
     """`taskpool-operator run` for one namespace, as a local process with the cluster's kubeconfig."""
     folder = Path(tempfile.mkdtemp(prefix="tp-operator-"))
     log = folder / "operator.log"
-    metrics_port, liveness_port = django_db.free_port(), django_db.free_port()
+    metrics_port, liveness_port = demo_project.free_port(), demo_project.free_port()
     argv = [
         str(OPERATOR_BIN), "run", "--namespace", namespace,
         "--metrics-port", str(metrics_port), "--liveness-port", str(liveness_port), *extra,
@@ -110,7 +110,7 @@ def running_operator(cluster: LocalCluster, namespace: str, *extra: str) -> Iter
         assert process.poll() is None, f"the operator exited:\n{operator.log_text()[-3000:]}"
         yield operator
     finally:
-        django_db.stop_process(process)
+        demo_project.stop_process(process)
         # Shown by pytest for failed tests only.
         print(f"--- operator log ({log}) ---\n{operator.log_text()[-20000:]}")
         shutil.rmtree(folder, ignore_errors=True)
@@ -206,9 +206,9 @@ def wait_for_condition(
 ) -> dict[str, Any]:
     """The pool, once its condition has the `expected` fields (status=..., reason=...)."""
 
-    def matches() -> dict[str, Any] | None:
+    def matches() -> dict[str, Any]:
         found = get_pool(cluster, namespace, pool)
         current = condition(found, condition_type)
-        return found if all(current.get(k) == v for k, v in expected.items()) else None
+        return found if all(current.get(k) == v for k, v in expected.items()) else {}
 
     return wait_until(matches, timeout, f"{condition_type} {expected} on pool {pool}")

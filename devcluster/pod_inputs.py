@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.rest import ApiError, Rest
+from devcluster import security
+from devcluster.rest import ApiError, Rest
 
 TOKEN_REFRESH_FRACTION = 0.8  # the kubelet refreshes projected tokens at 80 % of their lifetime
 DEFAULT_TOKEN_SECONDS = 3607  # what the ServiceAccount admission plugin puts in kube-api-access-* volumes
@@ -143,6 +145,14 @@ class Volumes:
             return
         target.mkdir(parents=True, exist_ok=True)
         if "emptyDir" in volume:
+            # As the kubelet makes them: writable by every user; with fsGroup, owned by that group and
+            # setgid, so what the containers create there belongs to it too.
+            group = security.fs_group(self.pod["spec"])
+            if group is None:
+                target.chmod(0o777)
+            else:
+                os.chown(target, -1, group)
+                target.chmod(0o2777)
             return
         files: dict[str, str] = {}
         if "secret" in volume:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.cluster import images, network, pod_inputs
-from tests.cluster.rest import ApiError
+from devcluster import images, network, pod_inputs, security
+from devcluster.rest import ApiError
 
 if TYPE_CHECKING:
-    from tests.cluster.node_agent import Agent
+    from devcluster.node_agent import Agent
 
 SHIM = Path(__file__).with_name("pod_shim.py")
 TICK_S = 0.2
@@ -232,7 +232,7 @@ class PodRunner(threading.Thread):
         environment = images.resolve(image, self.agent.extra_images)
         if environment is None:
             message = (
-                f'image "{image}" is not mapped to a local environment (tests/cluster/images.py); '
+                f'image "{image}" is not mapped to a local environment (devcluster/images.py); '
                 "images are never pulled on this node"
             )
             if container.waiting[0] != "ErrImagePull":
@@ -261,7 +261,11 @@ class PodRunner(threading.Thread):
         }
         try:
             env = pod_inputs.container_env(self.agent.api, self._pod_view(), spec, base, self.agent.capacity)
-        except (pod_inputs.InputError, ApiError) as exc:
+            pod_name = f"{self.meta['name']}_{self.meta['namespace']}({self.uid})"
+            run_as = security.run_as(pod_name, self.pod["spec"], spec, environment.user)
+        except (pod_inputs.InputError, ApiError, security.SecurityContextError) as exc:
+            if container.waiting != ("CreateContainerConfigError", str(exc)):
+                self._event("Warning", "Failed", f"Error: {exc}", container)
             container.waiting = ("CreateContainerConfigError", str(exc))
             container.next_start = time.monotonic() + START_RETRY_S
             return
@@ -283,7 +287,9 @@ class PodRunner(threading.Thread):
         # while the checkout lives under /tmp, as a CI clone may) would hide them, so the checkout is bound
         # back on top (mounts are applied parents first).
         if any(images.REPO.is_relative_to(m["target"]) for m in mounts):
-            mounts.append({"source": str(images.REPO), "target": str(images.REPO), "readOnly": False})
+            mounts.append(
+                {"source": str(images.REPO), "target": str(images.REPO), "readOnly": run_as.read_only_root}
+            )
         attempt = container.restart_count
         status_file = self.folder / f"{container.name}.{attempt}.start"
         spec_file = self.folder / f"{container.name}.{attempt}.spec.json"
@@ -299,6 +305,9 @@ class PodRunner(threading.Thread):
                         "argv": argv,
                         "env": env,
                         "status_file": str(status_file),
+                        "user": {"uid": run_as.uid, "gid": run_as.gid, "groups": list(run_as.groups)},
+                        "readOnlyRoot": run_as.read_only_root,
+                        "noNewPrivileges": run_as.no_new_privileges,
                     }
                 )
             )
@@ -327,7 +336,10 @@ class PodRunner(threading.Thread):
             if spec.get(key)
         }
         self._event("Normal", "Started", f"Started container {container.name}", container)
-        self.agent.log(f"pod {self.label}: started {container.name} ({argv[0]}, ip {self.pod_ip})")
+        self.agent.log(
+            f"pod {self.label}: started {container.name} ({argv[0]}, ip {self.pod_ip}, uid {run_as.uid}"
+            f"{', read-only root' if run_as.read_only_root else ''})"
+        )
 
     def _check_exit(self, container: Container) -> None:
         assert container.proc is not None

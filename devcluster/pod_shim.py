@@ -3,15 +3,18 @@
     python -I -S pod_shim.py SPEC.json
 
 SPEC: {"netns": name under /run/netns (null: the host's), "hostname": pod name,
-"mounts": [{"source", "target", "readOnly"}], "cwd", "argv", "env", "status_file"}.
+"mounts": [{"source", "target", "readOnly"}], "cwd", "argv", "env", "status_file",
+"user": {"uid", "gid", "groups"}, "readOnlyRoot", "noNewPrivileges"}.
 
 The shim joins the pod's network namespace, makes a private mount, UTS, IPC and PID namespace, bind-mounts the
 pod's volumes (among them the service-account token at /var/run/secrets/kubernetes.io/serviceaccount), then
-forks: the child is PID 1 of the new PID namespace, as in a container, mounts its own /proc and execs the
-container's command. The shim stays as the parent: it forwards signals to the child and exits with the
-child's status (128 + signal number when killed, as container runtimes report). If the shim dies, the kernel
-kills the child (parent-death signal), and when the child (PID 1) dies the kernel kills everything else in
-its PID namespace, so nothing a container started can outlive it.
+forks: the child is PID 1 of the new PID namespace, as in a container, mounts its own /proc, takes the
+container's user and groups and execs the container's command. With readOnlyRoot every other mount of the host
+(/proc, /sys and /dev aside, as a runtime leaves them) is remounted read-only in the pod's mount namespace, so
+only the volumes are writable, as on a read-only root filesystem. The shim stays as the parent: it forwards
+signals to the child and exits with the child's status (128 + signal number when killed, as container runtimes
+report). If the shim dies, the kernel kills the child (parent-death signal), and when the child (PID 1) dies
+the kernel kills everything else in its PID namespace, so nothing a container started can outlive it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -31,6 +35,9 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+KEPT_WRITABLE = ("/proc", "/sys", "/dev")  # a container runtime mounts its own; they stay as they are
+MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -45,6 +52,36 @@ def check(result: int, what: str) -> None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
     enc = [None if s is None else s.encode() for s in (source, target, fstype)]
     check(libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), None), f"mount {source} on {target}")
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def make_root_read_only(volume_targets: list[str]) -> None:
+    """Remounts every writable mount read-only except the volumes (and what lies under them)."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        entries = [line.split() for line in mountinfo]
+    for fields in entries:
+        # Field 5 is the mount point (spaces and the like octal-escaped), field 6 its per-mount options.
+        target = fields[4].encode().decode("unicode_escape")
+        options = fields[5].split(",")
+        if "ro" in options or any(_under(target, kept) for kept in KEPT_WRITABLE):
+            continue
+        if any(_under(target, volume) for volume in volume_targets):
+            continue
+        kept_flags = sum(flag for name, flag in MOUNT_FLAGS.items() if name in options)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags)
+
+
+def become(user: dict[str, Any], no_new_privileges: bool) -> None:
+    """Takes the container's groups, then its uid: as non-root, every capability is gone."""
+    uid, gid = int(user["uid"]), int(user["gid"])
+    os.setgroups([int(g) for g in user["groups"]])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if no_new_privileges:
+        check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def die_with_parent() -> None:
@@ -85,6 +122,8 @@ def main() -> None:
         if m.get("readOnly"):
             mount(None, m["target"], None, MS_BIND | MS_REMOUNT | MS_RDONLY)
         os.close(fd)
+    if spec["readOnlyRoot"]:
+        make_root_read_only([m["target"] for m in mounts])
 
     read_end, write_end = os.pipe()  # both close on exec
     pid = os.fork()
@@ -94,6 +133,7 @@ def main() -> None:
             die_with_parent()
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             os.fchdir(cwd)
+            become(spec["user"], spec["noNewPrivileges"])
             os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
         except BaseException as exc:  # report why the container could not start, then fail like a runtime
             os.write(write_end, f"exec {spec['argv'][0]!r}: {type(exc).__name__}: {exc}".encode())

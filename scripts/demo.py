@@ -1,6 +1,6 @@
 """The local demo: PostgreSQL, the demo Django app, a pool of worker processes and a burst of tasks.
 
-    make demo                                   (or: .venv/bin/python scripts/demo.py --help)
+    make demo                                   (or: .venv/bin/python -m scripts.demo --help)
 
 Starts an embedded PostgreSQL (or uses DATABASE_URL's server), migrates a fresh database, serves the demo
 app's JSON API, starts `taskpool_worker --concurrency N`, enqueues a mixed burst through the API and shows a
@@ -27,15 +27,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from charts import checks
+from devcluster.control_plane import LocalCluster
+from devdb import demo_project
+from monitoring.plot import plot_timeline
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "django_app")]
-
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-from charts import checks  # noqa: E402
-from monitoring.plot import plot_timeline  # noqa: E402
-from tests.cluster.control_plane import LocalCluster  # noqa: E402
-from tests.support import django_db  # noqa: E402
 
 # Logs, the cluster's state and the timeline plot; TASKPOOL_DEMO_OUTPUT moves them (the end-to-end test does).
 OUTPUT = Path(os.environ.get("TASKPOOL_DEMO_OUTPUT") or ROOT / "demo-output")
@@ -58,7 +57,7 @@ def background(name: str, argv: list[str], env: dict[str, str]) -> Iterator[subp
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with (OUTPUT / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(
-            argv, env=env, cwd=django_db.DJANGO_DIR, stdout=log, stderr=subprocess.STDOUT
+            argv, env=env, cwd=demo_project.DJANGO_DIR, stdout=log, stderr=subprocess.STDOUT
         )
         try:
             yield process
@@ -73,14 +72,16 @@ def background(name: str, argv: list[str], env: dict[str, str]) -> Iterator[subp
 
 
 def start_app(database_url: str, port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    argv = django_db.manage("runserver", "--noreload", f"127.0.0.1:{port}")
-    return background("app", argv, django_db.django_env(database_url, TASKPOOL_DEMO_EMAIL_BACKEND="console"))
+    argv = demo_project.manage("runserver", "--noreload", f"127.0.0.1:{port}")
+    return background(
+        "app", argv, demo_project.django_env(database_url, TASKPOOL_DEMO_EMAIL_BACKEND="console")
+    )
 
 
 def start_workers(
     database_url: str, concurrency: int, metrics_port: int
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    argv = django_db.manage(
+    argv = demo_project.manage(
         "taskpool_worker",
         "--no-reload",
         "--queue-name=*",
@@ -88,7 +89,7 @@ def start_workers(
         f"--metrics-port={metrics_port}",
         "--interval=0.2",
     )
-    return background("workers", argv, django_db.django_env(database_url, POD_NAME="demo-workers-local"))
+    return background("workers", argv, demo_project.django_env(database_url, POD_NAME="demo-workers-local"))
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
@@ -169,7 +170,7 @@ def worker_metrics(metrics_url: str) -> dict[str, float]:
 DEMO_NAMESPACE = "taskpool-demo"
 DEMO_RELEASE = "taskpool"
 DEMO_POOL = "demo"
-# tests/cluster/images.py maps it to the demo project and the worker runtime (worker_image/Dockerfile).
+# devcluster/images.py maps it to the demo project and the worker runtime (worker_image/Dockerfile).
 WORKER_IMAGE = "ghcr.io/taskpool/taskpool-worker-demo:0.1.0"
 
 
@@ -286,14 +287,14 @@ def stack_live_view(
 
 
 def run_stack(args: argparse.Namespace) -> int:
-    app_port = args.app_port or django_db.free_port()
+    app_port = args.app_port or demo_project.free_port()
     app_url = f"http://127.0.0.1:{app_port}"
     OUTPUT.mkdir(parents=True, exist_ok=True)
     values_file = OUTPUT / "values.yaml"
     values_file.write_text(json.dumps(demo_values(args.max_replicas), indent=2))
     print("starting PostgreSQL and migrating a fresh database...")
     with (
-        django_db.standalone_migrated_database("taskpool_demo") as db,
+        demo_project.standalone_migrated_database("taskpool_demo") as db,
         start_app(db.url, app_port),
     ):
         print("starting the local Kubernetes cluster (etcd, API server, controller-manager, scheduler, node)")
@@ -374,13 +375,13 @@ def main() -> int:
 
 
 def run_local(args: argparse.Namespace) -> int:
-    app_port = args.app_port or django_db.free_port()
-    metrics_port = args.metrics_port or django_db.free_port()
+    app_port = args.app_port or demo_project.free_port()
+    metrics_port = args.metrics_port or demo_project.free_port()
     app_url, metrics_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{metrics_port}"
 
     print("starting PostgreSQL and migrating a fresh database...")
     with (
-        django_db.standalone_migrated_database("taskpool_demo") as db,
+        demo_project.standalone_migrated_database("taskpool_demo") as db,
         start_app(db.url, app_port),
         start_workers(db.url, args.concurrency, metrics_port) as workers,
     ):

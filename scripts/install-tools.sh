@@ -35,7 +35,7 @@ install_helm() {
         echo "install-tools: 'go' is not on PATH; Helm 4 is built from its Go module (install Go >= 1.26)" >&2
         exit 1
     fi
-    # Same module and build caches as the Kubernetes build (tests/cluster/k8sbuild): shared dependencies
+    # Same module and build caches as the Kubernetes build (devcluster/k8sbuild): shared dependencies
     # (client-go, apimachinery) are downloaded and compiled once.
     export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" GOFLAGS=-modcacherw GOTOOLCHAIN=local CGO_ENABLED=0
     local start

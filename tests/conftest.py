@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import postgres
+from devdb import postgres
 
-pytest_plugins = ["tests.support.django_db", "tests.cluster.fixtures"]
+pytest_plugins = ["tests.support.django_db", "tests.support.cluster"]
 
 
 @pytest.fixture(scope="session")

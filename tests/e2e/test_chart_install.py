@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from charts import checks
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.rest import ApiError
-from tests.e2e import operator_harness as h
-from tests.support.django_db import MigratedDatabase
+from devcluster import operator_harness as h
+from devcluster.control_plane import LocalCluster
+from devcluster.rest import ApiError
+from devdb.demo_project import MigratedDatabase
 
 pytestmark = pytest.mark.e2e
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.cluster import network
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.rest import ApiError, Rest
-from tests.support import django_db
+from devcluster import network
+from devcluster.control_plane import LocalCluster
+from devcluster.rest import ApiError, Rest
+from devdb import demo_project
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,7 @@ RESTRICTED_CONTAINER = {
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    return django_db.wait_until(check, timeout, what, interval=0.3)
+    return demo_project.wait_until(check, timeout, what, interval=0.3)
 
 
 def container(name: str, script: str, **extra: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def test_demo_installs_the_chart_scales_with_the_burst_and_back_to_zero() -> Non
     env = {**os.environ, "TASKPOOL_DEMO_OUTPUT": str(output)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--timeout=240"],
+        [sys.executable, "-m", "scripts.demo", "--timeout=240"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -1,7 +1,7 @@
 """Every dashboard query and every rule returns data in a real Prometheus scraping a real operator and worker.
 
 Debian's Prometheus (2.42) scrapes, every second:
-- the operator, `taskpool-operator run` against the local cluster (tests/cluster), watching a namespace
+- the operator, `taskpool-operator run` against the local cluster (devcluster), watching a namespace
   with two pools: `shop` on a real PostgreSQL with a workload (successes, failures, a backlog) and
   `broken`, whose Secret names a database that does not exist (probe errors, an unreachable database);
 - a worker runtime, `manage.py taskpool_worker` on the same database as a local process, with the labels a
@@ -34,19 +34,12 @@ import pytest
 import yaml
 
 from charts import checks
+from devcluster import operator_harness as harness
+from devcluster.control_plane import LocalCluster
+from devdb import postgres
+from devdb.demo_project import MigratedDatabase, enqueue, free_port, stop_process, task_rows, wait_until
 from monitoring import config, generate, rules
-from tests.cluster.control_plane import LocalCluster
-from tests.e2e import operator_harness as harness
-from tests.support import postgres
-from tests.support.django_db import (
-    MigratedDatabase,
-    WorkerRun,
-    enqueue,
-    free_port,
-    stop_process,
-    task_rows,
-    wait_until,
-)
+from tests.support.django_db import WorkerRun
 
 pytestmark = pytest.mark.e2e
 

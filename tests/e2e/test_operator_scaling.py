@@ -1,7 +1,7 @@
 """The operator on a real control plane: Deployment, scaling with a real queue, database trouble, cleanup.
 
 The operator runs as a local process (`taskpool-operator run`) against the local cluster; worker pods run the
-demo project's `taskpool_worker` as local processes (tests/cluster/images.py) on a migrated test database.
+demo project's `taskpool_worker` as local processes (devcluster/images.py) on a migrated test database.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from devcluster import operator_harness as h
+from devcluster.control_plane import LocalCluster
+from devcluster.operator_harness import OperatorProcess
+from devdb import postgres
+from devdb.demo_project import MigratedDatabase, enqueue, task_rows
 from taskpool_operator import objects
-from tests.cluster.control_plane import LocalCluster
-from tests.e2e import operator_harness as h
-from tests.e2e.operator_harness import OperatorProcess
-from tests.support import postgres
-from tests.support.django_db import MigratedDatabase, enqueue, task_rows
 
 pytestmark = pytest.mark.e2e
 

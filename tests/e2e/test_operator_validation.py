@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.cluster.rest import ApiError
-from tests.e2e import operator_harness as h
+from devcluster import operator_harness as h
+from devcluster.control_plane import LocalCluster
+from devcluster.rest import ApiError
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.django_db import (
+from devdb.demo_project import (
     DJANGO_DIR,
     MigratedDatabase,
     django_env,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.support import django_db, postgres
+from devdb import demo_project, postgres
 
 
 def test_migrate_on_empty_database_creates_task_table(empty_database: str) -> None:
-    django_db.migrate(postgres.to_url(empty_database))
+    demo_project.migrate(postgres.to_url(empty_database))
     with psycopg.connect(empty_database) as conn:
         indexes = {
             row[0]
@@ -20,7 +20,7 @@ def test_migrate_on_empty_database_creates_task_table(empty_database: str) -> No
 
 
 def test_migrated_database_fixture_has_applied_migrations(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     with psycopg.connect(migrated_database.url) as conn:
         apps = {row[0] for row in conn.execute("SELECT app FROM django_migrations")}

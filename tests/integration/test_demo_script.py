@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import postgres
+from devdb import postgres
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_demo_processes_the_burst_and_stops_gracefully(postgres_admin_dsn: str) 
     }  # the demo makes its own database
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--local", "--concurrency=2", "--timeout=240"],
+        [sys.executable, "-m", "scripts.demo", "--local", "--concurrency=2", "--timeout=240"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devdb.demo_project import MigratedDatabase, enqueue, task_rows, wait_until
 from monitoring import config
-from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, task_rows, wait_until
+from tests.support.django_db import WorkerRun
 
 pytestmark = pytest.mark.integration
 

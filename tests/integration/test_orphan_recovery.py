@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from devdb import demo_project
 from taskpool_operator import orphans, sql
 from taskpool_operator.probe import OrphanedRows, OrphanRecovery, ProbeError, ProbeHub, ProbeTarget
-from tests.support import django_db
 
 pytestmark = pytest.mark.integration
 
@@ -90,18 +90,18 @@ print(json.dumps(view))
 """
 
 
-def orm_view(database: django_db.MigratedDatabase) -> dict[str, Any]:
+def orm_view(database: demo_project.MigratedDatabase) -> dict[str, Any]:
     """Every task of the default backend as Django's TaskResult shows it, from a Django subprocess (the
     operator never imports Django)."""
-    result: dict[str, Any] = django_db.shell_json(database.url, ORM_SCRIPT)
+    result: dict[str, Any] = demo_project.shell_json(database.url, ORM_SCRIPT)
     return result
 
 
 def test_fail_marks_only_the_lost_workers_running_rows_failed(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     db = migrated_database
-    lost, finished, live, other_backend, reclaimed, waiting = django_db.enqueue(db.url, "noop", count=6)
+    lost, finished, live, other_backend, reclaimed, waiting = demo_project.enqueue(db.url, "noop", count=6)
     claim(db.dsn, lost, GONE)
     claim(db.dsn, finished, GONE)
     finish(db.dsn, finished)  # the worker finished it after the operator's reading
@@ -109,12 +109,12 @@ def test_fail_marks_only_the_lost_workers_running_rows_failed(
     claim(db.dsn, other_backend, GONE, backend="other")
     claim(db.dsn, reclaimed, GONE)
     claim(db.dsn, reclaimed, LIVE)  # claimed again since: its last worker id is another one
-    before = django_db.task_rows(db.dsn)
+    before = demo_project.task_rows(db.dsn)
 
     changed = asyncio.run(recover(db.dsn, recovery("Fail", ("default", GONE))))
 
     assert changed == {lost: GONE}
-    after = django_db.task_rows(db.dsn)
+    after = demo_project.task_rows(db.dsn)
     for untouched in (finished, live, other_backend, reclaimed, waiting):
         assert after[untouched] == before[untouched]
     view = orm_view(db)
@@ -135,11 +135,11 @@ def test_fail_marks_only_the_lost_workers_running_rows_failed(
 
 
 def test_requeued_rows_are_ready_again_and_a_real_worker_runs_them(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     db = migrated_database
-    first, second = django_db.enqueue(db.url, "noop", count=2)
-    (email,) = django_db.enqueue(db.url, "email", queue="emails")
+    first, second = demo_project.enqueue(db.url, "noop", count=2)
+    (email,) = demo_project.enqueue(db.url, "email", queue="emails")
     for task_id in (first, second, email):
         claim(db.dsn, task_id, GONE)
 
@@ -155,7 +155,9 @@ def test_requeued_rows_are_ready_again_and_a_real_worker_runs_them(
         assert view[task_id]["errors"] == []
 
     worker_flags = ("--no-reload", "--batch", "--no-startup-delay", "--metrics-port=0", "--queue-name=*")
-    django_db.run_manage(db.url, "taskpool_worker", *worker_flags, POD_NAME="shop-workers-7d9f8c6b5d-bbbbb")
+    demo_project.run_manage(
+        db.url, "taskpool_worker", *worker_flags, POD_NAME="shop-workers-7d9f8c6b5d-bbbbb"
+    )
     view = orm_view(db)
     for task_id in (first, second, email):
         assert view[task_id]["status"] == "SUCCESSFUL"
@@ -163,12 +165,12 @@ def test_requeued_rows_are_ready_again_and_a_real_worker_runs_them(
 
 
 def test_a_row_the_worker_finishes_during_the_recovery_is_left_finished(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     """The worker's own result write holds the row's lock when the recovery's UPDATE reaches it: the UPDATE
     waits, re-checks `status = 'RUNNING'` against the committed row, and skips it."""
     db = migrated_database
-    racing, lost = django_db.enqueue(db.url, "noop", count=2)
+    racing, lost = demo_project.enqueue(db.url, "noop", count=2)
     claim(db.dsn, racing, GONE)
     claim(db.dsn, lost, GONE)
 
@@ -187,14 +189,14 @@ def test_a_row_the_worker_finishes_during_the_recovery_is_left_finished(
             return await pending
 
     assert asyncio.run(race()) == {lost: GONE}
-    rows = django_db.task_rows(db.dsn)
+    rows = demo_project.task_rows(db.dsn)
     assert rows[racing]["status"] == "SUCCESSFUL"
     assert rows[racing]["exception_class_path"] == ""
     assert rows[lost]["status"] == "FAILED"
 
 
 def test_the_recovery_finds_running_rows_through_the_partial_index(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     db = migrated_database
     with psycopg.connect(db.dsn) as conn:
@@ -225,10 +227,10 @@ def test_the_recovery_finds_running_rows_through_the_partial_index(
 
 
 def test_the_probe_connection_stays_read_only_after_a_recovery(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     db = migrated_database
-    (task_id,) = django_db.enqueue(db.url, "noop")
+    (task_id,) = demo_project.enqueue(db.url, "noop")
     claim(db.dsn, task_id, GONE)
 
     async def recover_then_probe() -> tuple[dict[str, str], Any]:
@@ -246,7 +248,7 @@ def test_the_probe_connection_stays_read_only_after_a_recovery(
 
 
 def test_recovery_errors_are_classified_without_the_password(
-    migrated_database: django_db.MigratedDatabase, postgres_admin_dsn: str
+    migrated_database: demo_project.MigratedDatabase, postgres_admin_dsn: str
 ) -> None:
     """A database user that may read but not write the task table (a read-only DSN): a `query` error."""
     db = migrated_database
@@ -257,7 +259,7 @@ def test_recovery_errors_are_classified_without_the_password(
     params = psycopg.conninfo.conninfo_to_dict(db.dsn)
     params.update(user=user, password="Sup3r-s3cret")
     reader = psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
-    (task_id,) = django_db.enqueue(db.url, "noop")
+    (task_id,) = demo_project.enqueue(db.url, "noop")
     claim(db.dsn, task_id, GONE)
     try:
         with pytest.raises(ProbeError) as raised:
@@ -265,7 +267,7 @@ def test_recovery_errors_are_classified_without_the_password(
         assert raised.value.reason == "query"
         assert "permission denied" in raised.value.message
         assert "Sup3r-s3cret" not in raised.value.message
-        assert django_db.task_rows(db.dsn)[task_id]["status"] == "RUNNING"
+        assert demo_project.task_rows(db.dsn)[task_id]["status"] == "RUNNING"
     finally:
         with psycopg.connect(db.dsn, autocommit=True) as conn:
             conn.execute(f"REVOKE ALL ON {sql.TASK_TABLE} FROM {user}")

@@ -25,9 +25,9 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from devdb import demo_project, postgres
 from taskpool_operator import probe, sql
 from taskpool_operator.probe import PoolDepth, ProbeError, ProbeHub, ProbeTarget
-from tests.support import django_db, postgres
 
 pytestmark = pytest.mark.integration
 
@@ -139,9 +139,9 @@ print(json.dumps({
 """
 
 
-def orm_view(database: django_db.MigratedDatabase) -> dict[str, Any]:
+def orm_view(database: demo_project.MigratedDatabase) -> dict[str, Any]:
     """What django-tasks-db's ORM says about the database, from a Django subprocess."""
-    result: dict[str, Any] = django_db.shell_json(database.url, ORM_SCRIPT)
+    result: dict[str, Any] = demo_project.shell_json(database.url, ORM_SCRIPT)
     return result
 
 
@@ -166,7 +166,7 @@ def depth(reading: PoolDepth | ProbeError | None) -> PoolDepth:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_counts_match_the_orm(migrated_database: django_db.MigratedDatabase, seed: int) -> None:
+def test_counts_match_the_orm(migrated_database: demo_project.MigratedDatabase, seed: int) -> None:
     rng = random.Random(seed)
     dsn = migrated_database.dsn
     insert(dsn, random_tasks(rng, datetime.fromtimestamp(database_now(dsn), UTC), rng.randrange(50, 600)))
@@ -218,7 +218,7 @@ def test_counts_match_the_orm(migrated_database: django_db.MigratedDatabase, see
         assert result.ready_capped == (true_total >= target.cap)
 
 
-def test_capped_counts_and_ages_on_a_deep_backlog(migrated_database: django_db.MigratedDatabase) -> None:
+def test_capped_counts_and_ages_on_a_deep_backlog(migrated_database: demo_project.MigratedDatabase) -> None:
     """5,000 ready tasks per queue: counts stop at the cap; the oldest age is still the oldest task's."""
     dsn = migrated_database.dsn
     with psycopg.connect(dsn) as conn:
@@ -262,9 +262,9 @@ class StatementCounter:
 
 
 def test_one_statement_per_tick_per_database_whatever_the_number_of_pools(
-    migrated_database: django_db.MigratedDatabase, postgres_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
+    migrated_database: demo_project.MigratedDatabase, postgres_admin_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    second = django_db.clone_database(postgres_admin_dsn, migrated_database.dsn)
+    second = demo_project.clone_database(postgres_admin_dsn, migrated_database.dsn)
     try:
         insert(migrated_database.dsn, random_tasks(random.Random(7), datetime.now(UTC), 200))
         counter = StatementCounter(monkeypatch)
@@ -301,7 +301,7 @@ def test_one_statement_per_tick_per_database_whatever_the_number_of_pools(
 
 
 def test_concurrent_pool_timers_share_one_statement(
-    migrated_database: django_db.MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+    migrated_database: demo_project.MigratedDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pool timers firing together join one tick; fresh readings are reused; a pool registered while a tick
     is in flight gets a tick of its own."""
@@ -333,7 +333,7 @@ def test_concurrent_pool_timers_share_one_statement(
 
 
 def test_probe_connection_is_read_only_with_a_statement_timeout(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     async def run() -> tuple[str, str, str]:
         async with ProbeHub(interval_seconds=None, statement_timeout_seconds=2.5) as hub:
@@ -366,22 +366,26 @@ def test_missing_table_says_to_migrate(empty_database: str) -> None:
 
 
 def test_missing_index_migration_says_to_migrate_and_recovers(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
-    django_db.run_manage(migrated_database.url, "migrate", "django_taskpool", "zero", "--no-input", "-v", "0")
+    demo_project.run_manage(
+        migrated_database.url, "migrate", "django_taskpool", "zero", "--no-input", "-v", "0"
+    )
     reading = asyncio.run(probe_pools(migrated_database.dsn, {"pool": ProbeTarget()}))["pool"]
     assert isinstance(reading, ProbeError)
     assert reading.reason == "missing_index"
     assert sql.READY_INDEX in reading.message
     assert "manage.py migrate" in reading.message
 
-    django_db.migrate(migrated_database.url)
+    demo_project.migrate(migrated_database.url)
     assert isinstance(
         asyncio.run(probe_pools(migrated_database.dsn, {"pool": ProbeTarget()}))["pool"], PoolDepth
     )
 
 
-def test_migration_rebuilds_an_invalid_leftover_index(migrated_database: django_db.MigratedDatabase) -> None:
+def test_migration_rebuilds_an_invalid_leftover_index(
+    migrated_database: demo_project.MigratedDatabase,
+) -> None:
     """An interrupted CREATE INDEX CONCURRENTLY leaves an INVALID index; re-running the migration fixes it."""
     with psycopg.connect(migrated_database.dsn, autocommit=True) as conn:
         conn.execute(f"DROP INDEX {sql.RUNNING_INDEX}")
@@ -402,7 +406,7 @@ def test_migration_rebuilds_an_invalid_leftover_index(migrated_database: django_
             "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [sql.RUNNING_INDEX]
         ).fetchone()
         assert valid == (False,)
-    django_db.migrate(migrated_database.url)
+    demo_project.migrate(migrated_database.url)
     with psycopg.connect(migrated_database.dsn) as conn:
         row = conn.execute(
             "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index AS i "
@@ -415,7 +419,7 @@ def test_migration_rebuilds_an_invalid_leftover_index(migrated_database: django_
     assert "(backend_name, queue_name)" in row[1]
 
 
-def test_statement_timeout_is_classified(migrated_database: django_db.MigratedDatabase) -> None:
+def test_statement_timeout_is_classified(migrated_database: demo_project.MigratedDatabase) -> None:
     """A migration holding an exclusive lock on the table: the probe gives up at its statement timeout."""
     with psycopg.connect(migrated_database.dsn) as blocker:
         blocker.execute(f"LOCK TABLE {sql.TASK_TABLE} IN ACCESS EXCLUSIVE MODE")
@@ -619,7 +623,7 @@ def test_invalid_dsn_is_refused_at_registration_without_the_secret(dsn: str) -> 
 
 
 def test_background_ticks_feed_every_pool_and_the_observer(
-    migrated_database: django_db.MigratedDatabase,
+    migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     insert(migrated_database.dsn, random_tasks(random.Random(3), datetime.now(UTC), 50))
     observed: list[tuple[float, ProbeError | None]] = []
@@ -664,9 +668,9 @@ async def probe_connections(admin_dsn: str, dsn: str, expected: int) -> int:
 
 
 def test_a_rotated_secret_moves_the_pool_and_releases_the_old_connection(
-    migrated_database: django_db.MigratedDatabase, postgres_admin_dsn: str
+    migrated_database: demo_project.MigratedDatabase, postgres_admin_dsn: str
 ) -> None:
-    second = django_db.clone_database(postgres_admin_dsn, migrated_database.dsn)
+    second = demo_project.clone_database(postgres_admin_dsn, migrated_database.dsn)
     try:
 
         async def run() -> None:
@@ -694,7 +698,7 @@ def test_a_rotated_secret_moves_the_pool_and_releases_the_old_connection(
 
 
 def test_a_connection_lost_between_ticks_is_replaced_without_a_failed_tick(
-    migrated_database: django_db.MigratedDatabase, postgres_admin_dsn: str
+    migrated_database: demo_project.MigratedDatabase, postgres_admin_dsn: str
 ) -> None:
     """A server restart or failover kills the pooled connection; the next tick reconnects and succeeds."""
     observed: list[ProbeError | None] = []

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.support import postgres
-from tests.support.django_db import MigratedDatabase, run_manage
+from devdb import postgres
+from devdb.demo_project import MigratedDatabase, run_manage
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, run_manage, task_rows, wait_until
+from devdb.demo_project import MigratedDatabase, enqueue, run_manage, task_rows, wait_until
+from tests.support.django_db import WorkerRun
 
 pytestmark = pytest.mark.integration
 

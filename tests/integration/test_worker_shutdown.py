@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, task_rows, wait_until
+from devdb.demo_project import MigratedDatabase, enqueue, task_rows, wait_until
+from tests.support.django_db import WorkerRun
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """pytest fixtures for a real local Kubernetes cluster (registered from tests/conftest.py via pytest_plugins).
 
 Fixtures
-    cluster    (session) a running LocalCluster (tests/cluster/control_plane.py), started on first use:
+    cluster    (session) a running LocalCluster (devcluster/control_plane.py), started on first use:
                  .kubeconfig            admin kubeconfig path (KUBECONFIG=... kubectl / helm / kopf)
                  .api_url               https://10.213.<slot>.1:6443 (reachable from the host and from pods)
                  .rest                  small JSON client: .get/.create/.patch/.delete/.watch (plain dicts)
@@ -18,9 +18,9 @@ Environment: TASKPOOL_CLUSTER_NODES=N (default 1); TASKPOOL_CLUSTER_STATE=/some/
 cluster's state (component logs, pod logs, etcd) after the run for debugging; by default it is a temporary
 folder, removed at the end.
 
-Outside pytest (demo, benchmarks):  `with LocalCluster.start(nodes=1) as cluster: ...`.
+Outside pytest (demo, benchmarks): `with devcluster.control_plane.LocalCluster.start(nodes=1) as c: ...`.
 
-Pods run as local processes: see tests/cluster/images.py for which images run (and how), and
+Pods run as local processes: see devcluster/images.py for which images run (and how), and
 docs/local-cluster.md for what the node agent does and does not do. Needs root and the binaries from
 `make k8s-binaries`; without them the fixture fails with that instruction.
 """
@@ -33,13 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.binaries import BinariesMissing
-from tests.cluster.control_plane import ClusterError, LocalCluster
-
-RESTRICTED = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
+from devcluster.binaries import BinariesMissing
+from devcluster.control_plane import RESTRICTED, ClusterError, LocalCluster
 
 
 @pytest.fixture(scope="session")
