@@ -1,6 +1,6 @@
 # taskpool — one entry point for developers and CI.
 #   make test    every tier (unit, integration on PostgreSQL, end-to-end on the local control plane)
-#   make lint    ruff, mypy, helm lint, hadolint, promtool and schema checks
+#   make lint    ruff, import contracts, mypy, helm lint, hadolint, promtool and schema checks
 #   make bench   every benchmark (QUICK=1 shortens them); make bench-<name> runs one
 #   make demo    the whole stack, locally
 # Each area adds its own prerequisites and targets in mk/<area>.mk.
@@ -48,6 +48,7 @@ lint: lint-python
 lint-python: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	@# django-stubs imports the demo settings, which require a DATABASE_URL (never connected to here).
 	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool monitoring devcluster devdb
 
