@@ -24,8 +24,9 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements/constraints.txt requirements/dev.txt operator/pyproject.toml django_app/pyproject.toml
 	@python=$$(scripts/find-python.sh) && echo "creating $(VENV) with $$python" && "$$python" -m venv $(VENV)
-	$(PY) -m pip install --quiet pip==26.3
-	$(PY) -m pip install --quiet -r requirements/dev.txt
+	@# pip's own output (package lists, build warnings) goes to a log; the terminal gets a few progress lines.
+	scripts/run-quietly.sh venv $(VENV)/install.log 0 \
+		bash -c '$(PY) -m pip install pip==26.3 && $(PY) -m pip install -r requirements/dev.txt'
 	@touch $@
 
 # Areas add what the tests need (built Kubernetes binaries, helm, promtool...) as prerequisites of test-prereqs.

@@ -71,6 +71,7 @@ def up(nodes: int) -> int:
             return 1
         time.sleep(0.3)
     print(f"cluster running (pid {proc.pid}); export KUBECONFIG={STATE_DIR / 'kubeconfig'}")
+    print(f"kubectl of the same release: {binaries.kubectl()}")
     print(
         f"pod logs: {STATE_DIR / 'pods'}; component logs: {STATE_DIR / 'logs'}; stop with: make cluster-down"
     )

@@ -1,4 +1,4 @@
-"""Where the built Kubernetes binaries are (k8sbuild/build.sh builds them: `make k8s-binaries`)."""
+"""Where the built Kubernetes binaries, control plane and kubectl, are (k8sbuild/build.sh builds them)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 BUILD_SCRIPT = Path(__file__).with_name("k8sbuild") / "build.sh"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
 class BinariesMissing(RuntimeError):
@@ -32,6 +32,11 @@ def require() -> Path:
             "run `make k8s-binaries` (a cold build compiles them from the Go module proxy)"
         )
     return folder
+
+
+def kubectl() -> Path:
+    """The kubectl built from the control plane's own release (never whatever kubectl the machine has)."""
+    return require() / "kubectl"
 
 
 def build() -> Path:

@@ -141,7 +141,10 @@ class LocalCluster:
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args], capture_output=True, text=True, check=check
+            [str(binaries.kubectl()), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
         )
 
     def pod_folder(self, namespace: str, name: str) -> Path:

@@ -1,7 +1,8 @@
 # The local Kubernetes cluster for end-to-end tests and the demo (devcluster/, docs/local-cluster.md).
-#   make k8s-binaries   build etcd, kube-apiserver, kube-controller-manager, kube-scheduler from the Go modules
-#                       pinned in devcluster/k8sbuild/go.mod into $(TASKPOOL_CACHE)/k8s (once; reused)
-#   make cluster-up     start a cluster in the background (root); prints the KUBECONFIG for kubectl
+#   make k8s-binaries   build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the
+#                       Go modules pinned in devcluster/k8sbuild/go.mod into $(TASKPOOL_CACHE)/k8s (once; reused;
+#                       a few progress lines, the compiler's log in $(TASKPOOL_CACHE)/logs/k8s-binaries.log)
+#   make cluster-up     start a cluster in the background (root); prints the KUBECONFIG and the built kubectl
 #   make cluster-down   stop it: every pod, node agent and control-plane process ends
 #   make test-cluster   the cluster's own end-to-end tests (tests/e2e/test_cluster.py)
 

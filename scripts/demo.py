@@ -30,6 +30,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from charts import checks
+from devcluster import binaries
 from devcluster.control_plane import LocalCluster
 from devdb import demo_project
 from monitoring.plot import plot_timeline
@@ -324,7 +325,8 @@ def run_stack(args: argparse.Namespace) -> int:
             print(
                 f"  installed in {time.monotonic() - began:.1f}s: operator running, pool '{DEMO_POOL}' Ready"
             )
-            print(f"  KUBECONFIG={cluster.kubeconfig} kubectl -n {DEMO_NAMESPACE} get twp,deploy,pods")
+            kubectl = binaries.kubectl()
+            print(f"  KUBECONFIG={cluster.kubeconfig} {kubectl} -n {DEMO_NAMESPACE} get twp,deploy,pods")
             wait_for(f"{app_url}/healthz")
             print(f"enqueueing a burst through the demo app ({app_url}/api/tasks/burst):")
             started = time.monotonic()

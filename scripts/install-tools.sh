@@ -44,9 +44,9 @@ install_helm() {
     # The version stamp Helm's own Makefile sets; without it `helm version` reports a bare "v4.3".
     local ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
     ldflags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-    # -v prints each package as it is compiled: the progress report of a cold build.
-    if ! GOBIN="$bindir" nice -n "${NICE:-10}" go install -v -trimpath -ldflags "$ldflags" \
-        "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"; then
+    # -v logs each package as it is compiled; the terminal gets a progress line a minute (run-quietly.sh).
+    if ! GOBIN="$bindir" "$here/scripts/run-quietly.sh" helm "$cache/logs/helm.log" 0 \
+        nice -n "${NICE:-10}" go install -v -trimpath -ldflags "$ldflags" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"; then
         echo "install-tools: FAILED to build helm $HELM_VERSION (is the Go module proxy reachable?)" >&2
         exit 1
     fi
@@ -67,8 +67,8 @@ install_checkov() {
     echo "install-tools: installing checkov $CHECKOV_VERSION into $venv" >&2
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet -c "$here/requirements/checkov-constraints.txt" \
-        "checkov==$CHECKOV_VERSION"
+    "$here/scripts/run-quietly.sh" checkov "$cache/logs/checkov.log" 0 \
+        "$venv/bin/python" -m pip install -c "$here/requirements/checkov-constraints.txt" "checkov==$CHECKOV_VERSION"
     ln -sf "$venv/bin/checkov" "$bindir/checkov"
     echo "$want" >"$stamp"
 }

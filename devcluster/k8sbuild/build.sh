@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler from the Go modules pinned in go.mod
-# into $TASKPOOL_CACHE/k8s/<kubernetes version>/bin, once. A stamp (hash of go.mod, go.sum and this script)
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the Go modules pinned in
+# go.mod into $TASKPOOL_CACHE/k8s/<kubernetes version>/bin, once (kubectl: the client of the same release, so
+# every `kubectl` the tests and scripts run is within the supported version skew). A stamp (hash of go.mod, go.sum and this script)
 # makes later runs a no-op; a changed pin rebuilds. The Go module and build caches live in $TASKPOOL_CACHE/go
 # so the whole build is disposable with one rm -rf.
 #
 #   build.sh                 build if missing, print the bin folder on the last line
 #   build.sh --print-bindir  print the bin folder without building
+#
+# The compiler's output (one line per package) goes to $TASKPOOL_CACHE/logs/k8s-binaries.log; the terminal
+# gets a progress line per tenth of the packages (scripts/run-quietly.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +27,9 @@ fi
 
 stamp="$bindir/.stamp"
 want=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -d' ' -f1)
-binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
+packages=(go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
 # One build at a time per cache (parallel `make test` runs): the second waits, then finds the stamp.
 mkdir -p "$cache/k8s"
 exec 9>"$cache/k8s/.build.lock"
@@ -52,19 +58,19 @@ tmp="$bindir.tmp"
 rm -rf "$tmp"
 mkdir -p "$tmp"
 start=$(date +%s)
+log="$cache/logs/k8s-binaries.log"
+mkdir -p "$cache/logs"
 echo "k8s-binaries: downloading modules for Kubernetes $kube_version into $GOMODCACHE" >&2
-(cd "$here" && go mod download) || {
-    echo "k8s-binaries: FAILED to download the Go modules (is the Go module proxy reachable?)" >&2
+(cd "$here" && go mod download) >"$log" 2>&1 || {
+    echo "k8s-binaries: FAILED to download the Go modules (is the Go module proxy reachable?); see $log" >&2
     exit 1
 }
-echo "k8s-binaries: compiling ${binaries[*]} (cold: tens of minutes on 2 cores; progress below)" >&2
-# One invocation for all four: they share most packages and the compile cache. -v prints each package as it
-# is compiled, which is the progress report.
-if ! (cd "$here" && nice -n "${NICE:-10}" go build -v -trimpath -ldflags "-s -w $version_flags" -o "$tmp/" \
-    go.etcd.io/etcd/server/v3 \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler) 2>&1 | awk '{ n++; if (n % 100 == 0 || /\.go:[0-9]|^#|error|cannot/) print "k8s-binaries: [" n " packages] " $0; fflush() }' >&2; then
+# How many packages a cold build compiles: the progress scale (a warm compile cache skips most of them).
+total=$(cd "$here" && go list -deps "${packages[@]}" | wc -l)
+echo "k8s-binaries: compiling ${binaries[*]} (cold: tens of minutes on 2 cores)" >&2
+# One invocation for all five: they share most packages and the compile cache. -v logs each compiled package.
+if ! (cd "$here" && "$here/../../scripts/run-quietly.sh" k8s-binaries "$log" "$total" \
+    nice -n "${NICE:-10}" go build -v -trimpath -ldflags "-s -w $version_flags" -o "$tmp/" "${packages[@]}"); then
     echo "k8s-binaries: FAILED compiling the Kubernetes binaries (see the errors above)" >&2
     exit 1
 fi
