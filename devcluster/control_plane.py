@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,19 @@ RESTRICTED = {
 SERVICE_CIDR = "10.96.0.0/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 STOP_TIMEOUT_S = 20.0
+
+
+def _made_traversable(path: Path) -> list[Path]:
+    """Adds o+x (enter, not list) to the folders above `path` that lack it, as an image's folders have it:
+    containers run as non-root users (10001 for our images) and must reach the checkout and the interpreter,
+    e.g. under a 0700 /root. Returns the folders changed."""
+    changed = []
+    for folder in reversed(path.parents):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            changed.append(folder)
+    return changed
 
 
 class ClusterError(RuntimeError):
@@ -164,6 +178,16 @@ class LocalCluster:
             logs = [folder / f"{container}.log"]
         return "".join(p.read_text(errors="replace") for p in logs if p.exists())
 
+    def container_pid(self, namespace: str, name: str, container: str) -> int:
+        """The host PID of a running container's process (PID 1 of its PID namespace): /proc/<pid>/status
+        has its real user and groups, /proc/<pid>/root its view of the file system."""
+        folder = self.pod_folder(namespace, name)
+        starts = sorted(folder.glob(f"{container}.*.start"), key=lambda p: int(p.name.split(".")[-2]))
+        record = json.loads(starts[-1].read_text()) if starts else {}
+        if "pid" not in record:
+            raise FileNotFoundError(f"container {container} of pod {namespace}/{name} has not started")
+        return int(record["pid"])
+
     def pod_terminations(self, namespace: str, name: str) -> dict[str, dict[str, Any]]:
         """How each container of a finished or deleted pod ended: exitCode, signal, killedAtDeadline..."""
         path = self.pod_folder(namespace, name) / "terminations.json"
@@ -231,6 +255,9 @@ class LocalCluster:
         started = time.monotonic()
         for sub in ("logs", "pods", "etcd"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        for needed in images.FILES_PODS_READ:
+            for folder in _made_traversable(needed):
+                log(f"cluster: made {folder} traversable by other users (o+x): non-root pods read {needed}")
         # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while
         # its cluster gets the same network slot, and gets new ones (and a new kubeconfig) otherwise.
         if not self.pki.serving_cert.exists() or not self._serving_cert_matches():

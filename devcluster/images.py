@@ -57,6 +57,10 @@ def declared_user(dockerfile: Path) -> tuple[int, int]:
     return int(uid), int(gid)
 
 
+# What every container reads from the host: the checkout (its .venv among it) and the interpreter behind the
+# venv. Containers run as non-root users, so the launcher makes the folders above these traversable.
+FILES_PODS_READ = (REPO, (REPO / ".venv" / "bin" / "python").resolve())
+
 PYTHON_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 IMAGES: list[ImageEnvironment] = [

