@@ -32,6 +32,7 @@ import psycopg
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 from devdb import demo_project
+from taskpool_operator import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ class ReplicaWatch:
 
 def clear_queue(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DELETE FROM {h.TASK_TABLE}")
+        conn.execute(f"DELETE FROM {sql.TASK_TABLE}")
 
 
 def main() -> None:

@@ -23,10 +23,11 @@ from devcluster.control_plane import LocalCluster
 from devcluster.rest import ApiError
 from devdb import demo_project
 from taskpool_operator import crd
+from taskpool_operator.sql import TASK_TABLE
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 WORKER_IMAGE = "registry.local/taskpool-worker:e2e"
-TASK_TABLE = "django_tasks_database_dbtaskresult"
+
 OPERATOR_BIN = Path(sys.executable).with_name("taskpool-operator")
 
 

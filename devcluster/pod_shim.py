@@ -66,8 +66,9 @@ def make_root_read_only(volume_targets: list[str]) -> None:
         # Field 5 is the mount point (spaces and the like octal-escaped), field 6 its per-mount options.
         target = fields[4].encode().decode("unicode_escape")
         options = fields[5].split(",")
-        if "ro" in options or any(_under(target, kept) for kept in KEPT_WRITABLE):
-            continue
+        fstype = fields[fields.index("-") + 1]
+        if "ro" in options or fstype == "nsfs" or any(_under(target, kept) for kept in KEPT_WRITABLE):
+            continue  # nsfs: the network namespaces' handles under /run/netns, not files
         if any(_under(target, volume) for volume in volume_targets):
             continue
         kept_flags = sum(flag for name, flag in MOUNT_FLAGS.items() if name in options)

@@ -66,7 +66,7 @@ echo "k8s-binaries: downloading modules for Kubernetes $kube_version into $GOMOD
     exit 1
 }
 # How many packages a cold build compiles: the progress scale (a warm compile cache skips most of them).
-total=$(cd "$here" && go list -deps "${packages[@]}" | wc -l)
+total=$(cd "$here" && go list -deps "${packages[@]}" 2>>"$log" | wc -l)
 echo "k8s-binaries: compiling ${binaries[*]} (cold: tens of minutes on 2 cores)" >&2
 # One invocation for all five: they share most packages and the compile cache. -v logs each compiled package.
 if ! (cd "$here" && "$here/../../scripts/run-quietly.sh" k8s-binaries "$log" "$total" \

@@ -81,14 +81,14 @@ def test_containers_run_as_their_users_with_a_read_only_root_and_fs_group(
             {
                 "name": "readonly",
                 "image": "python:3.12-slim",
-                "command": [*probe, IN_CHECKOUT, "/var/tmp/written-by-a-pod", "/scratch/readonly"],
+                "command": [*probe, "/var/tmp/written-by-readonly", "/scratch/readonly"],
                 "securityContext": {**RESTRICTED, "readOnlyRootFilesystem": True, "runAsUser": 1000},
                 "volumeMounts": scratch,
             },
             {
                 "name": "writable",
                 "image": "python:3.12-slim",
-                "command": [*probe, "/scratch/writable"],
+                "command": [*probe, "/var/tmp/written-by-writable", "/scratch/writable"],
                 "securityContext": RESTRICTED,
                 "volumeMounts": scratch,
             },
@@ -99,11 +99,12 @@ def test_containers_run_as_their_users_with_a_read_only_root_and_fs_group(
     # The container's runAsUser wins over the pod's; runAsGroup and fsGroup come from the pod.
     readonly = wait_for_log(cluster, namespace, "users", "readonly", "write /scratch/readonly")
     assert "uid 1000 gid 3000 groups [4000]" in readonly
-    assert f"write {IN_CHECKOUT} EROFS" in readonly
-    assert "write /var/tmp/written-by-a-pod EROFS" in readonly
+    # /var/tmp is writable by everyone (1777): only the read-only root stops the write.
+    assert "write /var/tmp/written-by-readonly EROFS" in readonly
     assert "write /scratch/readonly ok" in readonly
     writable = wait_for_log(cluster, namespace, "users", "writable", "write /scratch/writable")
     assert "uid 2000 gid 3000 groups [4000]" in writable
+    assert "write /var/tmp/written-by-writable ok" in writable
     assert "write /scratch/writable ok" in writable
 
     # From the host: the processes' real credentials, and their views of the file system.
@@ -112,6 +113,7 @@ def test_containers_run_as_their_users_with_a_read_only_root_and_fs_group(
     writable_pid = cluster.container_pid(namespace, "users", "writable")
     assert process_ids(writable_pid)["Uid"] == (2000,) * 4
     assert write_error(readonly_pid, "/written-by-a-test") == "EROFS"
+    assert write_error(readonly_pid, IN_CHECKOUT) == "EROFS"
     assert write_error(readonly_pid, "/scratch/written-by-a-test") is None
     assert write_error(writable_pid, "/var/tmp/written-by-a-test") is None
     volume = (Path(f"/proc/{readonly_pid}/root") / "scratch").stat()
@@ -152,11 +154,12 @@ def test_a_worker_pod_that_writes_outside_its_volumes_fails_as_on_a_kubelet(
     cluster: LocalCluster, namespace: str
 ) -> None:
     """The worker image with the security context our operator gives worker pods (objects.py): no runAsUser,
-    so the image's USER 10001; a read-only root; a scratch /tmp. Writing its working folder fails."""
+    so the image's USER 10001; a read-only root; a scratch /tmp. Writing /var/tmp, which every user may write
+    to (1777) but which is no volume, fails as on a read-only root filesystem."""
     script = (
         "import os; print('uid', os.getuid(), flush=True); "
         "open('/tmp/scratch-file', 'w').write('ok'); print('wrote /tmp', flush=True); "
-        "open('written-by-the-worker.txt', 'w')"
+        "open('/var/tmp/written-by-the-worker.txt', 'w')"
     )
     spec = {
         "restartPolicy": "Never",
@@ -182,5 +185,5 @@ def test_a_worker_pod_that_writes_outside_its_volumes_fails_as_on_a_kubelet(
     assert cluster.pod_terminations(namespace, "writer")["worker"]["exitCode"] == 1
     assert "uid 10001" in log
     assert "wrote /tmp" in log
-    assert "OSError: [Errno 30] Read-only file system: 'written-by-the-worker.txt'" in log
-    assert not (images.REPO / "django_app" / "written-by-the-worker.txt").exists()
+    assert "OSError: [Errno 30] Read-only file system: '/var/tmp/written-by-the-worker.txt'" in log
+    assert not Path("/var/tmp/written-by-the-worker.txt").exists()
