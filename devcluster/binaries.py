@@ -26,7 +26,7 @@ def require() -> Path:
     """The folder with all four binaries, or a clear error saying how to build them."""
     folder = bindir()
     missing = [b for b in BINARIES if not (folder / b).is_file()]
-    if missing or not (folder / ".stamp").is_file():
+    if missing or subprocess.run([str(BUILD_SCRIPT), "--check"], check=False).returncode != 0:
         raise BinariesMissing(
             f"Kubernetes binaries missing in {folder} ({', '.join(missing) or 'incomplete build'}): "
             "run `make k8s-binaries` (a cold build compiles them from the Go module proxy)"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the Go modules pinned in
 # go.mod into $TASKPOOL_CACHE/k8s/<kubernetes version>/bin, once (kubectl: the client of the same release, so
-# every `kubectl` the tests and scripts run is within the supported version skew). A stamp (hash of go.mod, go.sum and this script)
-# makes later runs a no-op; a changed pin rebuilds. The Go module and build caches live in $TASKPOOL_CACHE/go
-# so the whole build is disposable with one rm -rf.
+# every `kubectl` the tests and scripts run is within the supported version skew). A stamp named after the
+# hash of go.mod, go.sum and this script (bin/.stamps/<hash>) makes later runs a no-op; a changed pin or recipe
+# builds again. Stamps are per recipe, not one file, so checkouts with different recipes for the same release
+# (branches sharing the cache) do not take turns rebuilding. The Go module and build caches live in
+# $TASKPOOL_CACHE/go so the whole build is disposable with one rm -rf.
 #
 #   build.sh                 build if missing, print the bin folder on the last line
 #   build.sh --print-bindir  print the bin folder without building
+#   build.sh --check         exit 0 if this recipe's binaries are there, 1 if not (builds nothing)
 #
 # The compiler's output (one line per package) goes to $TASKPOOL_CACHE/logs/k8s-binaries.log; the terminal
 # gets a progress line per tenth of the packages (scripts/run-quietly.sh).
@@ -25,16 +28,24 @@ if [[ "${1:-}" == "--print-bindir" ]]; then
     exit 0
 fi
 
-stamp="$bindir/.stamp"
 want=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" | sha256sum | cut -d' ' -f1)
+stamp="$bindir/.stamps/$want"
 binaries=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
 packages=(go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+built() {
+    [[ -f "$stamp" ]] || return 1
+    for b in "${binaries[@]}"; do [[ -x "$bindir/$b" ]] || return 1; done
+}
+if [[ "${1:-}" == "--check" ]]; then
+    built
+    exit
+fi
 # One build at a time per cache (parallel `make test` runs): the second waits, then finds the stamp.
 mkdir -p "$cache/k8s"
 exec 9>"$cache/k8s/.build.lock"
 flock 9
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if built; then
     echo "k8s-binaries: $kube_version already built in $bindir" >&2
     echo "$bindir"
     exit 0
@@ -84,7 +95,8 @@ mkdir -p "$bindir"
 for b in "${binaries[@]}"; do
     mv -f "$tmp/$b" "$bindir/$b"
 done
-echo "$want" >"$stamp"
+mkdir -p "$bindir/.stamps"
+touch "$stamp"
 rm -rf "$tmp"
 echo "k8s-binaries: built ${binaries[*]} in $(($(date +%s) - start)) s into $bindir" >&2
 echo "$bindir"
