@@ -35,9 +35,10 @@ import psycopg
 from common import QUICK, migrated_database, write_result
 
 import taskpool_operator
-from taskpool_operator import sql
 from taskpool_operator.policy import Observation, PolicyState, ScalingSpec, decide
-from taskpool_operator.probe import PoolDepth, ProbeHub, ProbeTarget, ready_cap
+from taskpool_operator.probe import sql
+from taskpool_operator.probe.depth import PoolDepth, ProbeTarget, ready_cap
+from taskpool_operator.probe.hub import ProbeHub
 from tests.cluster.control_plane import LocalCluster
 from tests.cluster.fixtures import RESTRICTED
 from tests.e2e import operator_harness as h

@@ -135,9 +135,8 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
     # Rule 7: never below the busy pods, but never above maxReplicas for them.
     busy_floor = min(max(0, observation.busy_pods), spec.max_replicas)
     idle_since = (now if state.idle_since is None else state.idle_since) if tasks == 0 else None
-    numbers = (
-        f"ready={ready} running={running} busyPods={busy_floor} tasksPerReplica={spec.tasks_per_replica}"
-    )
+    busy_pods = f" busyPods={busy_floor}" if busy_floor else ""
+    numbers = f"ready={ready} running={running}{busy_pods} tasksPerReplica={spec.tasks_per_replica}"
 
     wanted = pods_for(tasks, spec.tasks_per_replica)
     dormant = current == 0 and ready <= spec.activation_ready_tasks and busy_floor == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from typing import Any
 
 import kopf
@@ -13,7 +14,7 @@ from taskpool_operator import kube, objects
 from taskpool_operator.handlers import memory, scaling
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
 from taskpool_operator.pool import Pool
-from taskpool_operator.probe import PoolDepth, ProbeError, QueueDepth, WorkerTasks
+from taskpool_operator.probe.depth import PoolDepth, ProbeError, QueueDepth, WorkerTasks
 from tests.unit.operator_samples import body
 
 IDLE_POD = "emails-workers-7d9f8c6b5d-aaaaa"
@@ -37,20 +38,18 @@ def depth(ready: int, running_by: dict[str, int] | None = None) -> PoolDepth:
 class FakeHub:
     def __init__(self, reading: PoolDepth | ProbeError | None) -> None:
         self.reading = reading
-        self.registered: dict[str, str] = {}
+        self.registered: dict[Hashable, str] = {}
+        self.max_ages: list[float] = []
 
-    def register(self, key: str, dsn: str, target: object) -> None:
+    def register(self, key: Hashable, dsn: str, target: object) -> None:
         self.registered[key] = dsn
 
-    async def unregister(self, key: str) -> None:
+    async def unregister(self, key: Hashable) -> None:
         self.registered.pop(key, None)
 
-    def latest(self, key: str) -> PoolDepth | ProbeError | None:
+    async def fresh(self, key: Hashable, max_age_seconds: float) -> PoolDepth | ProbeError | None:
+        self.max_ages.append(max_age_seconds)
         return self.reading
-
-    async def tick(self, dsn: str) -> None:
-        if isinstance(self.reading, PoolDepth):
-            self.reading = PoolDepth(**{**self.reading.__dict__, "probed_at": time.monotonic()})
 
 
 class Recorder:
@@ -115,6 +114,14 @@ def test_a_backlog_scales_up_with_an_event_and_status(
     assert rec.status["readyTasks"] == 12
     assert rec.status["observedGeneration"] == 3
     assert memory.of(("shop", "emails")).deployment_generation == 7
+
+
+def test_the_reading_is_at_most_half_a_poll_interval_old(monkeypatch: pytest.MonkeyPatch, pool_body: Any) -> None:
+    Recorder(monkeypatch)
+    hub = FakeHub(depth(ready=0))
+    run_tick(pool_body, hub, [], WorkerDeployment(0, 0, 0))
+    assert hub.max_ages == [2.5]  # pollInterval 5s
+    assert hub.registered == {("shop", "emails"): "postgresql://app:s3cret@db/app"}
 
 
 def test_scale_down_marks_idle_pods_first_and_never_the_busy_one(
