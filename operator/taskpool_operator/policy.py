@@ -142,7 +142,7 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
     dormant = current == 0 and ready <= spec.activation_ready_tasks and busy_floor == 0
     bounded = _clamp(0 if dormant else wanted, spec.min_replicas, spec.max_replicas)
     recommendation = max(bounded, busy_floor)
-    held_for_busy = busy_floor > bounded
+    held_for_busy = bounded < busy_floor == observation.busy_pods  # every busy pod kept, none capped
 
     window = spec.scale_down_stabilization_seconds
     history = state.recommendations or ((now, current),)
