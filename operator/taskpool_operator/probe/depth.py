@@ -118,8 +118,9 @@ class WorkerTasks:
 class PoolDepth:
     """One pool's view of a tick: its queues (those it names; with `*`, every queue not excluded that has
     READY rows, due or not, or RUNNING rows), its RUNNING rows per worker id, and totals. `ready` is capped
-    at the target's cap; `oldest_ready_age_seconds` is 0 when nothing is ready. `probed_at` is
-    `time.monotonic()` at the end of the query, to judge staleness; ages come from the database clock."""
+    at the target's cap (at the cap, the true count may be higher); `oldest_ready_age_seconds` is 0 when
+    nothing is ready. `probed_at` is `time.monotonic()` at the end of the query, to judge staleness; ages come
+    from the database clock."""
 
     queues: tuple[QueueDepth, ...]
     running_by_worker: tuple[WorkerTasks, ...]
@@ -128,11 +129,6 @@ class PoolDepth:
     oldest_ready_age_seconds: float
     cap: int
     probed_at: float
-
-    @property
-    def ready_capped(self) -> bool:
-        """True when the true ready count may be higher than `ready`."""
-        return self.ready >= self.cap
 
 
 Reading = PoolDepth | ProbeError
