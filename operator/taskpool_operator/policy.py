@@ -22,7 +22,9 @@ The rules, in order:
 7. Busy pods stay: the result is never below `busy_pods` (the live pods running a task), whatever rules 2-6
    say (steps and stabilization included), except that maxReplicas still wins: pods above a lowered
    maxReplicas go even when busy, and the caller says so in an Event (they drain: their tasks get the
-   worker's shutdown timeout). Reason `BusyPods` when this floor is what holds or limits a scale-down.
+   worker's shutdown timeout). Reason `BusyPods` when this floor is what holds or limits a scale-down. The
+   stabilization window remembers what the queue asked for, not the floor: pods held only because they were
+   busy go once they are idle, without another window.
 
 Times are plain seconds on any one clock the caller chooses (e.g. wall-clock epoch seconds, which survive a
 restart if the caller persists the state).
@@ -139,16 +141,17 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
     numbers = f"ready={ready} running={running}{busy_pods} tasksPerReplica={spec.tasks_per_replica}"
 
     wanted = pods_for(tasks, spec.tasks_per_replica)
-    dormant = current == 0 and ready <= spec.activation_ready_tasks and busy_floor == 0
+    dormant = current == 0 and ready <= spec.activation_ready_tasks
     bounded = _clamp(0 if dormant else wanted, spec.min_replicas, spec.max_replicas)
     recommendation = max(bounded, busy_floor)
     held_for_busy = bounded < busy_floor == observation.busy_pods  # every busy pod kept, none capped
 
     window = spec.scale_down_stabilization_seconds
     history = state.recommendations or ((now, current),)
-    recommendations = _remember(history, now, recommendation, window)
+    # The window remembers what the queue asked for: pods held only while busy go once they are idle.
+    recommendations = _remember(history, now, bounded, window)
     next_state = PolicyState(recommendations=recommendations, idle_since=idle_since)
-    stabilized = _clamp(recommendations[0][1], spec.min_replicas, spec.max_replicas)
+    stabilized = max(_clamp(recommendations[0][1], spec.min_replicas, spec.max_replicas), busy_floor)
 
     if recommendation > current:
         step = spec.max_scale_up_step or recommendation
@@ -163,7 +166,6 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
         )
 
     if stabilized < current:
-        # The stabilized count is at least the busy floor (it is the window's highest recommendation).
         replicas, reason, why = _scale_down(spec, current, stabilized, now, idle_since)
         if held_for_busy and replicas == busy_floor:
             reason, why = Reason.BUSY_PODS, f"{why}; {busy_floor} pods are running tasks and stay"

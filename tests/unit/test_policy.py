@@ -359,6 +359,20 @@ def test_busy_pods_hold_a_scale_down_the_queue_alone_would_make() -> None:
     )
 
 
+def test_pods_held_only_while_busy_go_once_idle_without_another_window() -> None:
+    spec = ScalingSpec(
+        min_replicas=0, max_replicas=5, tasks_per_replica=4, scale_down_stabilization_seconds=60
+    )
+    state = PolicyState()
+    for now in range(0, 150, 10):  # 3 long tasks on 3 pods for 150 s: the queue alone asks for 1 pod
+        decision = decide(spec, Observation(0, 3, 3, float(now), busy_pods=3), state)
+        assert decision.replicas == 3
+        state = decision.state
+    # Two finish: their pods are idle, and the window (which saw 1 for 60 s) lets them go at once.
+    decision = decide(spec, Observation(0, 1, 3, 150.0, busy_pods=1), state)
+    assert (decision.replicas, decision.reason) == (1, Reason.SCALE_DOWN)
+
+
 def test_a_lowered_max_replicas_removes_busy_pods() -> None:
     spec = ScalingSpec(min_replicas=0, max_replicas=2, tasks_per_replica=4)
     decision = decide(spec, Observation(0, 4, 4, 100.0, busy_pods=4), PolicyState())
