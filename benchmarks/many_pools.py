@@ -37,9 +37,10 @@ import taskpool_operator
 from benchmarks.common import QUICK, migrated_database, write_result
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
-from taskpool_operator import sql
 from taskpool_operator.policy import Observation, PolicyState, ScalingSpec, decide
-from taskpool_operator.probe import PoolDepth, ProbeHub, ProbeTarget, ready_cap
+from taskpool_operator.probe import sql
+from taskpool_operator.probe.depth import PoolDepth, ProbeTarget, ready_cap
+from taskpool_operator.probe.hub import ProbeHub
 
 POOLS = 200
 POLL = 1.0

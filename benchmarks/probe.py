@@ -24,8 +24,9 @@ import time
 import psycopg
 
 from benchmarks.common import QUICK, median, migrated_database, write_result
-from taskpool_operator import sql
-from taskpool_operator.probe import PoolDepth, ProbeHub, ProbeTarget, ready_cap
+from taskpool_operator.probe import sql
+from taskpool_operator.probe.depth import PoolDepth, ProbeTarget, ready_cap
+from taskpool_operator.probe.hub import ProbeHub
 
 FINISHED = 100_000 if QUICK else 1_000_000
 BACKLOGS = [10_000, 100_000] if QUICK else [10_000, 100_000, 1_000_000]

@@ -32,7 +32,7 @@ import psycopg
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 from devdb import demo_project
-from taskpool_operator import sql
+from taskpool_operator.probe import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from devcluster.control_plane import LocalCluster
 from devcluster.rest import ApiError
 from devdb import demo_project
 from taskpool_operator import crd
-from taskpool_operator.sql import TASK_TABLE
+from taskpool_operator.probe.sql import TASK_TABLE
 
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 WORKER_IMAGE = "registry.local/taskpool-worker:e2e"

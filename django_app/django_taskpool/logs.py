@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+from django.tasks import TaskResult
 from pythonjsonlogger.json import JsonFormatter
 
 LOG_FORMATS = ("text", "json")
 _FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s"
+logger = logging.getLogger("django_taskpool")
 
 
 def configure(log_format: str, verbosity: int) -> None:
@@ -34,3 +37,25 @@ def configure(log_format: str, verbosity: int) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(logger_level)
         logger.propagate = False
+
+
+def log_task(task_result: TaskResult[..., Any], outcome: str, duration: float | None) -> None:
+    """The one line per finished task (fields also as JSON extras with `--log-format json`)."""
+    task = task_result.task
+    logger.info(
+        "task id=%s path=%s queue=%s outcome=%s duration=%.3fs",
+        task_result.id,
+        task.module_path,
+        task.queue_name,
+        outcome,
+        duration or 0.0,
+        extra={
+            "task_id": str(task_result.id),
+            "task_path": task.module_path,
+            "queue": task.queue_name,
+            "backend": task_result.backend,
+            "outcome": outcome,
+            "duration_s": duration,
+            "worker_id": task_result.worker_ids[-1] if task_result.worker_ids else None,
+        },
+    )

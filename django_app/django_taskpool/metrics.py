@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 import django_taskpool
+from django_taskpool import logs
 
 logger = logging.getLogger("django_taskpool")
 
@@ -111,7 +112,7 @@ class TaskMetrics:
         duration = run_seconds(task_result)
         if duration is not None:
             duration_histogram.observe(duration)
-        log_task(task_result, outcome, duration)
+        logs.log_task(task_result, outcome, duration)
 
 
 def task_labels(task_result: AnyTaskResult) -> tuple[str, str, str]:
@@ -142,27 +143,6 @@ def queue_wait_seconds(task_result: AnyTaskResult) -> float | None:
     if ready_at is None or (run_after is not None and run_after > ready_at):
         ready_at = run_after
     return _seconds_between(ready_at, task_result.started_at)
-
-
-def log_task(task_result: AnyTaskResult, outcome: str, duration: float | None) -> None:
-    task = task_result.task
-    logger.info(
-        "task id=%s path=%s queue=%s outcome=%s duration=%.3fs",
-        task_result.id,
-        task.module_path,
-        task.queue_name,
-        outcome,
-        duration or 0.0,
-        extra={
-            "task_id": str(task_result.id),
-            "task_path": task.module_path,
-            "queue": task.queue_name,
-            "backend": task_result.backend,
-            "outcome": outcome,
-            "duration_s": duration,
-            "worker_id": task_result.worker_ids[-1] if task_result.worker_ids else None,
-        },
-    )
 
 
 class _Receiver(Protocol):

@@ -7,12 +7,10 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 import kopf
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from taskpool_operator import (
     __version__,
@@ -20,7 +18,9 @@ from taskpool_operator import (
     handlers,  # noqa: F401 - importing registers the handlers with kopf
     metrics,
 )
-from taskpool_operator.probe import ProbeError, ProbeTarget, format_table, probe_once, ready_cap
+from taskpool_operator.probe.depth import PoolDepth, ProbeError, ProbeTarget, ready_cap
+from taskpool_operator.probe.dsn import normalize
+from taskpool_operator.probe.hub import ProbeHub
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 USAGE_ERROR = 2
@@ -113,9 +113,9 @@ def _probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     else:
         dsn = args.dsn
     try:
-        conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        parser.error("the DSN is not a valid PostgreSQL connection string or URL")
+        normalize(dsn)
+    except ProbeError as exc:  # its message never has the password
+        parser.error(f"the DSN is not a valid PostgreSQL connection string or URL ({exc})")
     try:
         target = ProbeTarget(
             backend=args.backend,
@@ -140,6 +140,72 @@ def _probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(format_table(results) + "\n")
     return 0
+
+
+async def probe_once(
+    dsn: str,
+    targets: Mapping[str, ProbeTarget],
+    *,
+    connect_timeout_seconds: float = 5.0,
+    statement_timeout_seconds: float = 5.0,
+) -> dict[str, PoolDepth]:
+    """One probe of one database for the named targets (the CLI's `probe` command): the same statement the
+    operator runs. Raises `ProbeError`."""
+    async with ProbeHub(
+        connect_timeout_seconds=connect_timeout_seconds,
+        statement_timeout_seconds=statement_timeout_seconds,
+    ) as hub:
+        for key, target in targets.items():
+            hub.register(key, dsn, target)
+        await hub.tick(dsn)
+        results: dict[str, PoolDepth] = {}
+        for key in targets:
+            reading = hub.latest(key)
+            if isinstance(reading, ProbeError):
+                raise reading
+            if reading is None:  # pragma: no cover - tick always stores a reading for every key
+                raise ProbeError("query", "the probe returned no reading")
+            results[key] = reading
+        return results
+
+
+def format_table(results: Mapping[str, PoolDepth]) -> str:
+    """A plain-text table of probe results, one line per (target, queue), for terminals."""
+    header = ("TARGET", "BACKEND", "QUEUE", "READY", "RUNNING", "OLDEST READY")
+    lines: list[tuple[str, ...]] = [header]
+    for name, depth in results.items():
+        if not depth.queues:
+            lines.append((name, "-", "-", "0", "0", "-"))
+        for queue in depth.queues:
+            capped = queue.ready >= depth.cap
+            lines.append(
+                (
+                    name,
+                    queue.backend,
+                    queue.queue,
+                    f"{queue.ready}+" if capped else str(queue.ready),
+                    str(queue.running),
+                    _format_age(queue.oldest_ready_age_seconds) if queue.ready else "-",
+                )
+            )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    rendered = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines
+    ]
+    footnote = (
+        "READY is capped at what the pool can use (max replicas x tasks per replica + 1); '+' marks a cap."
+    )
+    return "\n".join([*(line.rstrip() for line in rendered), footnote])
+
+
+def _format_age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def _quiet_connection_pool() -> None:

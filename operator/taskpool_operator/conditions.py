@@ -57,11 +57,6 @@ def find(conditions: Sequence[Mapping[str, Any]], condition_type: str) -> Mappin
     return next((c for c in conditions if c.get("type") == condition_type), None)
 
 
-def status_of(conditions: Sequence[Mapping[str, Any]], condition_type: str) -> str:
-    found = find(conditions, condition_type)
-    return str(found["status"]) if found else UNKNOWN
-
-
 def database_reachable(error: str | None, reason: str = "ProbeFailed") -> Condition:
     if error is None:
         return Condition(DATABASE_REACHABLE, TRUE, "ProbeSucceeded", "the task table was read")

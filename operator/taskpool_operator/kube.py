@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from http import HTTPStatus
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -61,14 +62,15 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 def is_not_found(exc: BaseException) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 404
+    """The one check for "that object does not exist (any more)"."""
+    return isinstance(exc, ApiException) and exc.status == HTTPStatus.NOT_FOUND
 
 
 def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
     try:
         found = _apps().read_namespaced_deployment(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
     except ApiException as exc:
-        if exc.status == 404:
+        if is_not_found(exc):
             return None
         raise
     return _plain(found)
@@ -126,7 +128,7 @@ def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
             _request_timeout=REQUEST_TIMEOUT_S,
         )
     except ApiException as exc:
-        if exc.status != 404:  # the pod went away meanwhile: nothing left to mark
+        if not is_not_found(exc):  # the pod went away meanwhile: nothing left to mark
             raise
 
 
@@ -144,9 +146,9 @@ def read_secret_value(namespace: str, name: str, key: str) -> str:
     try:
         secret = _core().read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
     except ApiException as exc:
-        if exc.status == 404:
+        if is_not_found(exc):
             raise SecretProblem("SecretNotFound", f"Secret {name!r} does not exist") from None
-        if exc.status == 403:
+        if exc.status == HTTPStatus.FORBIDDEN:
             raise SecretProblem("SecretForbidden", f"the operator may not read Secret {name!r}") from None
         raise
     data = secret.data or {}
@@ -172,7 +174,7 @@ def patch_pool_status(namespace: str, name: str, status: dict[str, Any]) -> None
             _request_timeout=REQUEST_TIMEOUT_S,
         )
     except ApiException as exc:
-        if exc.status != 404:  # the pool was deleted meanwhile
+        if not is_not_found(exc):  # the pool was deleted meanwhile
             raise
 
 
@@ -182,7 +184,7 @@ def read_pool(namespace: str, name: str) -> dict[str, Any] | None:
             crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, _request_timeout=REQUEST_TIMEOUT_S
         )
     except ApiException as exc:
-        if exc.status == 404:
+        if is_not_found(exc):
             return None
         raise
     return cast(dict[str, Any], found)

@@ -22,7 +22,8 @@ from prometheus_client import (
 
 from taskpool_operator import __version__
 from taskpool_operator import conditions as cond
-from taskpool_operator.probe import ERROR_REASONS, ProbeError
+from taskpool_operator.orphans import RECOVERY_ACTIONS
+from taskpool_operator.probe.depth import ERROR_REASONS, ProbeError
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 process_collector.ProcessCollector(registry=REGISTRY)
@@ -54,7 +55,6 @@ orphaned_tasks_recovered = Counter(
     (*_POOL, "action"),
     registry=REGISTRY,
 )
-ORPHAN_RECOVERY_ACTIONS = ("fail", "requeue")
 pool_desired_replicas = Gauge(
     "taskpool_pool_desired_replicas", "Worker pods the operator wants.", _POOL, registry=REGISTRY
 )
@@ -166,8 +166,8 @@ def forget_pool(namespace: str, pool: str) -> None:
             _remove(pool_condition, namespace, pool, condition_type, status)
     for direction in ("up", "down"):
         _remove(scale_events, namespace, pool, direction)
-    for action in ORPHAN_RECOVERY_ACTIONS:
-        _remove(orphaned_tasks_recovered, namespace, pool, action)
+    for action in RECOVERY_ACTIONS:
+        _remove(orphaned_tasks_recovered, namespace, pool, action.lower())
 
 
 def _remove_queue(namespace: str, pool: str, queue: str) -> None:

@@ -17,8 +17,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
-OrphanAction = Literal["Fail", "Requeue", "Report"]
-ORPHAN_ACTIONS: Final[tuple[OrphanAction, ...]] = get_args(OrphanAction)
+RecoveryAction = Literal["Fail", "Requeue"]
+"""The actions that change the task rows (lowercased, the `action` label of the recovery counter)."""
+RECOVERY_ACTIONS: Final[tuple[RecoveryAction, ...]] = get_args(RecoveryAction)
+OrphanAction = Literal[RecoveryAction, "Report"]
+ORPHAN_ACTIONS: Final[tuple[OrphanAction, ...]] = (*RECOVERY_ACTIONS, "Report")
 
 # `exception_class_path` of the rows the Fail action marks FAILED: a real exception class of the worker
 # runtime (django_app), so Django's `TaskError.exception_class` resolves it.

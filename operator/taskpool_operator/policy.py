@@ -19,6 +19,12 @@ The rules, in order:
    decision when set. A fresh state is seeded with the current count, so an operator restart never scales
    down before a full window has been observed. Counts above maxReplicas come down at once.
 6. To zero only after `scale_to_zero_after_seconds` with no ready and no running task (and min 0).
+7. Busy pods stay: the result is never below `busy_pods` (the live pods running a task), whatever rules 2-6
+   say (steps and stabilization included), except that maxReplicas still wins: pods above a lowered
+   maxReplicas go even when busy, and the caller says so in an Event (they drain: their tasks get the
+   worker's shutdown timeout). Reason `BusyPods` when this floor is what holds or limits a scale-down. The
+   stabilization window remembers what the queue asked for, not the floor: pods held only because they were
+   busy go once they are idle, without another window.
 
 Times are plain seconds on any one clock the caller chooses (e.g. wall-clock epoch seconds, which survive a
 restart if the caller persists the state).
@@ -42,6 +48,7 @@ class Reason(StrEnum):
     STABILIZING = "Stabilizing"
     IDLE = "Idle"
     PROBE_FAILED = "ProbeFailed"
+    BUSY_PODS = "BusyPods"
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,16 @@ class ScalingSpec:
 
 @dataclass(frozen=True)
 class Observation:
-    """What the caller saw. `ready` is None when the probe failed (then `running` is ignored). `running`
-    should count only tasks on this pool's live pods (orphaned rows excluded). `current_replicas` is the
-    Deployment's spec.replicas; `now` is in seconds on the caller's clock."""
+    """What the caller saw. `ready` is None when the probe failed (then `running` and `busy_pods` are
+    ignored). `running` should count only tasks on this pool's live pods (orphaned rows excluded);
+    `busy_pods` is how many of those pods (not being deleted) run at least one task. `current_replicas` is
+    the Deployment's spec.replicas; `now` is in seconds on the caller's clock."""
 
     ready: int | None
     running: int
     current_replicas: int
     now: float
+    busy_pods: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,23 +133,29 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
 
     ready = max(0, observation.ready)
     running = max(0, observation.running)
-    busy = ready + running
-    idle_since = (now if state.idle_since is None else state.idle_since) if busy == 0 else None
-    numbers = f"ready={ready} running={running} tasksPerReplica={spec.tasks_per_replica}"
+    tasks = ready + running
+    # Rule 7: never below the busy pods, but never above maxReplicas for them.
+    busy_floor = min(max(0, observation.busy_pods), spec.max_replicas)
+    idle_since = (now if state.idle_since is None else state.idle_since) if tasks == 0 else None
+    busy_pods = f" busyPods={busy_floor}" if busy_floor else ""
+    numbers = f"ready={ready} running={running}{busy_pods} tasksPerReplica={spec.tasks_per_replica}"
 
-    wanted = pods_for(busy, spec.tasks_per_replica)
+    wanted = pods_for(tasks, spec.tasks_per_replica)
     dormant = current == 0 and ready <= spec.activation_ready_tasks
-    recommendation = _clamp(0 if dormant else wanted, spec.min_replicas, spec.max_replicas)
+    bounded = _clamp(0 if dormant else wanted, spec.min_replicas, spec.max_replicas)
+    recommendation = max(bounded, busy_floor)
+    held_for_busy = bounded < busy_floor == observation.busy_pods  # every busy pod kept, none capped
 
     window = spec.scale_down_stabilization_seconds
     history = state.recommendations or ((now, current),)
-    recommendations = _remember(history, now, recommendation, window)
+    # The window remembers what the queue asked for: pods held only while busy go once they are idle.
+    recommendations = _remember(history, now, bounded, window)
     next_state = PolicyState(recommendations=recommendations, idle_since=idle_since)
-    stabilized = _clamp(recommendations[0][1], spec.min_replicas, spec.max_replicas)
+    stabilized = max(_clamp(recommendations[0][1], spec.min_replicas, spec.max_replicas), busy_floor)
 
     if recommendation > current:
         step = spec.max_scale_up_step or recommendation
-        replicas = max(min(recommendation, current + step), spec.min_replicas)
+        replicas = max(min(recommendation, current + step), spec.min_replicas, busy_floor)
         limited = f", at most +{step} per decision" if replicas < recommendation else ""
         capped = f" (maxReplicas {spec.max_replicas})" if wanted > spec.max_replicas else ""
         return Decision(
@@ -152,10 +167,15 @@ def decide(spec: ScalingSpec, observation: Observation, state: PolicyState) -> D
 
     if stabilized < current:
         replicas, reason, why = _scale_down(spec, current, stabilized, now, idle_since)
+        if held_for_busy and replicas == busy_floor:
+            reason, why = Reason.BUSY_PODS, f"{why}; {busy_floor} pods are running tasks and stay"
         return Decision(replicas, reason, f"{numbers}: {why}", next_state)
 
     # Holding at the current count: say why.
-    if recommendation < current:
+    if held_for_busy and busy_floor == current:
+        reason = Reason.BUSY_PODS
+        why = f"{busy_floor} pods are running tasks; holding {current} until they finish"
+    elif recommendation < current:
         reason = Reason.STABILIZING
         why = f"{recommendation} would do; holding {current} for the {window:.0f}s stabilization window"
     elif wanted > spec.max_replicas and current == spec.max_replicas:

@@ -10,11 +10,14 @@ from typing import Any
 from taskpool_operator import crd
 from taskpool_operator.orphans import ORPHAN_ACTIONS, OrphanAction
 from taskpool_operator.policy import ScalingSpec
-from taskpool_operator.probe import ProbeTarget, ready_cap
+from taskpool_operator.probe.depth import ProbeTarget, ready_cap
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
+
+PoolKey = tuple[str, str]
+"""(namespace, name): how the operator keys a pool everywhere (its memory, its indexes, the probe hub)."""
 
 # The worker needs a few seconds after its shutdown timeout to store interrupted tasks as FAILED.
 GRACE_MARGIN_S = 5.0
@@ -82,6 +85,10 @@ class Pool:
     """The defaulted spec.worker, read by the object builders."""
 
     @property
+    def key(self) -> PoolKey:
+        return (self.namespace, self.name)
+
+    @property
     def concurrency(self) -> int:
         return int(self.worker["concurrency"])
 
@@ -144,13 +151,13 @@ class Pool:
         return pool
 
     def validate(self) -> None:
-        """The cross-field rules of the CRD, checked again for objects stored before a rule existed."""
-        if self.scaling.min_replicas > self.scaling.max_replicas:
-            raise InvalidPool("scaling.minReplicas is greater than scaling.maxReplicas")
-        if "*" in self.queues and len(self.queues) > 1:
-            raise InvalidPool('queues must be either ["*"] or a list of queue names')
-        if self.exclude_queues and self.queues != ("*",):
-            raise InvalidPool('excludeQueues is only allowed together with queues ["*"]')
+        """The cross-field rules of the CRD, checked again for objects stored before a rule existed. The
+        scaling and queue rules are those of `ScalingSpec` and `ProbeTarget` (their only copy)."""
+        try:
+            scaling_spec(self)
+            probe_target(self)
+        except ValueError as exc:
+            raise InvalidPool(str(exc)) from None
         if float(self.worker["terminationGracePeriodSeconds"]) < self.shutdown_timeout_s + GRACE_MARGIN_S:
             raise InvalidPool(
                 "worker.terminationGracePeriodSeconds must exceed worker.shutdownTimeout by "

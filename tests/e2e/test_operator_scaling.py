@@ -19,7 +19,7 @@ from devcluster.control_plane import LocalCluster
 from devcluster.operator_harness import OperatorProcess
 from devdb import postgres
 from devdb.demo_project import MigratedDatabase, enqueue, task_rows
-from taskpool_operator import objects
+from taskpool_operator import objects, workers
 
 pytestmark = pytest.mark.e2e
 
@@ -365,3 +365,73 @@ def test_manual_mode_follows_kubectl_scale(
         30,
         "desiredReplicas 0",
     )
+
+
+def _running_by_pod(dsn: str) -> dict[str, str]:
+    """RUNNING task ids by the pod of their last worker id."""
+    return {
+        task_id: workers.pod_of_worker(row["worker_ids"][-1])
+        for task_id, row in task_rows(dsn).items()
+        if row["status"] == "RUNNING"
+    }
+
+
+def test_scale_down_while_pods_are_busy_removes_no_busy_pod(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    """3 slow tasks on 3 pods with tasksPerReplica 4: the queue alone asks for 1 pod, but no busy pod goes
+    and no task is interrupted; once they finish, the pool scales in."""
+    worker = {
+        "concurrency": 1,  # one task per pod: the 3 tasks run on 3 different pods
+        "interval": "200ms",
+        "shutdownTimeout": "5s",  # a busy pod deleted would fail its task (SystemExit) within seconds
+        "terminationGracePeriodSeconds": 15,
+    }
+    scaling = {
+        "minReplicas": 3,
+        "maxReplicas": 3,
+        "tasksPerReplica": 4,
+        "pollInterval": "2s",
+        "scaleDownStabilization": "0s",
+        "scaleToZeroAfter": "4s",
+    }
+    h.create_pool(cluster, namespace, h.pool_manifest("busy", "db", scaling=scaling, worker=worker))
+    h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, "busy").get("status", {}).get("readyReplicas") or 0) == 3,
+        180,
+        "3 ready worker pods",
+    )
+    ids = enqueue(database.url, "slow", count=3, duration=20, queue="default")
+
+    def on_three_pods() -> dict[str, str] | None:
+        found = _running_by_pod(database.dsn)
+        return found if len(set(found.values())) == 3 else None
+
+    running = h.wait_until(on_three_pods, 60, "3 tasks running on 3 pods")
+    busy = set(running.values())
+
+    # Only the queue would now say 1 pod (3 tasks / 4 per pod); the busy pods are the floor.
+    cluster.rest.patch(h.pools_path(namespace, "busy"), {"spec": {"scaling": {"minReplicas": 0}}})
+    lowest = 3
+    while any(row["status"] == "RUNNING" for row in task_rows(database.dsn).values()):
+        replicas = h.spec_replicas(cluster, namespace, "busy-workers")
+        assert replicas is not None
+        lowest = min(lowest, replicas)
+        pods = cluster.rest.get(
+            f"/api/v1/namespaces/{namespace}/pods", labelSelector=objects.selector_string("busy")
+        )["items"]
+        deleting = {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
+        still_running = set(_running_by_pod(database.dsn).values())
+        assert not deleting & still_running, f"busy pods being deleted: {deleting & still_running}"
+        time.sleep(0.5)
+    assert lowest == 3, f"the Deployment went down to {lowest} replicas while 3 pods were busy"
+
+    rows = task_rows(database.dsn)
+    assert {rows[i]["status"] for i in ids} == {"SUCCESSFUL"}, {i: rows[i]["status"] for i in ids}
+    # Each ran once, on the pod that first claimed it: none was interrupted and claimed again.
+    assert {workers.pod_of_worker(rows[i]["worker_ids"][-1]) for i in ids} == busy
+    assert all(len(rows[i]["worker_ids"]) == 1 for i in ids)
+
+    # Idle now: the pool scales in.
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "busy-workers") == 0, 60, "the scale-in to zero")
+    assert not _events(cluster, namespace, "busy", "BusyPodsDraining")

@@ -16,8 +16,10 @@ import psycopg
 import pytest
 
 from devdb import demo_project
-from taskpool_operator import orphans, sql
-from taskpool_operator.probe import OrphanedRows, OrphanRecovery, ProbeError, ProbeHub, ProbeTarget
+from taskpool_operator import orphans
+from taskpool_operator.probe import sql
+from taskpool_operator.probe.depth import OrphanedRows, OrphanRecovery, ProbeError, ProbeTarget
+from taskpool_operator.probe.hub import ProbeHub
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +59,7 @@ def recovery(action: str, *rows: tuple[str, str]) -> OrphanRecovery:
 
 
 async def recover(dsn: str, batch: OrphanRecovery) -> dict[str, str]:
-    async with ProbeHub(interval_seconds=None) as hub:
+    async with ProbeHub() as hub:
         hub.register(KEY, dsn, ProbeTarget(queues=("default",)))
         return await hub.recover_orphans(KEY, batch)
 
@@ -175,7 +177,7 @@ def test_a_row_the_worker_finishes_during_the_recovery_is_left_finished(
     claim(db.dsn, lost, GONE)
 
     async def race() -> dict[str, str]:
-        async with ProbeHub(interval_seconds=None) as hub:
+        async with ProbeHub() as hub:
             hub.register(KEY, db.dsn, ProbeTarget(queues=("default",)))
             with psycopg.connect(db.dsn) as worker:  # a transaction holding the row lock
                 worker.execute(
@@ -234,7 +236,7 @@ def test_the_probe_connection_stays_read_only_after_a_recovery(
     claim(db.dsn, task_id, GONE)
 
     async def recover_then_probe() -> tuple[dict[str, str], Any]:
-        async with ProbeHub(interval_seconds=None) as hub:
+        async with ProbeHub() as hub:
             hub.register(KEY, db.dsn, ProbeTarget(queues=("default",)))
             changed = await hub.recover_orphans(KEY, recovery("Requeue", ("default", GONE)))
             await hub.tick(db.dsn)

@@ -26,8 +26,11 @@ from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devdb import demo_project, postgres
-from taskpool_operator import probe, sql
-from taskpool_operator.probe import PoolDepth, ProbeError, ProbeHub, ProbeTarget
+from taskpool_operator import cli
+from taskpool_operator.probe import dsn as probe_dsn
+from taskpool_operator.probe import sql
+from taskpool_operator.probe.depth import PoolDepth, ProbeError, ProbeTarget
+from taskpool_operator.probe.hub import ProbeHub
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +156,7 @@ def database_now(dsn: str) -> float:
 
 
 async def probe_pools(dsn: str, targets: dict[str, ProbeTarget]) -> dict[str, PoolDepth | ProbeError | None]:
-    async with ProbeHub(interval_seconds=None) as hub:
+    async with ProbeHub() as hub:
         for key, target in targets.items():
             hub.register(key, dsn, target)
         await hub.tick(dsn)
@@ -215,7 +218,7 @@ def test_counts_match_the_orm(migrated_database: demo_project.MigratedDatabase, 
                 assert queue.oldest_ready_age_seconds == 0.0
         assert result.ready == min(true_total, target.cap)
         assert result.running == sum(q.running for q in result.queues)
-        assert result.ready_capped == (true_total >= target.cap)
+        assert (result.ready >= result.cap) == (true_total >= target.cap)
 
 
 def test_capped_counts_and_ages_on_a_deep_backlog(migrated_database: demo_project.MigratedDatabase) -> None:
@@ -232,15 +235,15 @@ def test_capped_counts_and_ages_on_a_deep_backlog(migrated_database: demo_projec
             FROM generate_series(1, 5000) AS g, unnest(ARRAY['default', 'emails']) AS q"""
         )
     results = asyncio.run(
-        probe.probe_once(dsn, {"pool": ProbeTarget(queues=("default", "emails"), cap=ProbeTarget().cap + 40)})
+        cli.probe_once(dsn, {"pool": ProbeTarget(queues=("default", "emails"), cap=ProbeTarget().cap + 40)})
     )
     result = results["pool"]
     assert [q.ready for q in result.queues] == [41, 41]
     assert result.ready == 41
-    assert result.ready_capped
+    assert result.ready >= result.cap
     # The oldest ready task was enqueued 5,000 s ago (its run_after, 1 h ago, is earlier).
     assert result.oldest_ready_age_seconds == pytest.approx(5000, abs=5)
-    table = probe.format_table(results)
+    table = cli.format_table(results)
     assert "41+" in table.splitlines()[1]
 
 
@@ -270,7 +273,7 @@ def test_one_statement_per_tick_per_database_whatever_the_number_of_pools(
         counter = StatementCounter(monkeypatch)
 
         async def run() -> None:
-            async with ProbeHub(interval_seconds=None) as hub:
+            async with ProbeHub() as hub:
                 for n in range(60):
                     target = (
                         ProbeTarget(queues=("*",), exclude_queues=(QUEUES[n % 5],), cap=n + 1)
@@ -336,12 +339,12 @@ def test_probe_connection_is_read_only_with_a_statement_timeout(
     migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     async def run() -> tuple[str, str, str]:
-        async with ProbeHub(interval_seconds=None, statement_timeout_seconds=2.5) as hub:
+        async with ProbeHub(statement_timeout_seconds=2.5) as hub:
             hub.register("pool", migrated_database.dsn, ProbeTarget())
             await hub.tick(migrated_database.dsn)
-            # The hub's own pooled connection: exactly what the depth query runs on.
-            pool = await hub._databases[probe._normalized(migrated_database.dsn)]._open_pool()
-            async with pool.connection() as conn:
+            # The hub's own connection: exactly what the depth query runs on.
+            connections = await hub._databases[probe_dsn.normalize(migrated_database.dsn)]._open()
+            async with connections.connection() as conn:
                 timeout = await (await conn.execute("SHOW statement_timeout")).fetchone()
                 name = await (await conn.execute("SHOW application_name")).fetchone()
                 try:
@@ -425,7 +428,7 @@ def test_statement_timeout_is_classified(migrated_database: demo_project.Migrate
         blocker.execute(f"LOCK TABLE {sql.TASK_TABLE} IN ACCESS EXCLUSIVE MODE")
 
         async def run() -> PoolDepth | ProbeError | None:
-            async with ProbeHub(interval_seconds=None, statement_timeout_seconds=0.5) as hub:
+            async with ProbeHub(statement_timeout_seconds=0.5) as hub:
                 hub.register("pool", migrated_database.dsn, ProbeTarget())
                 await hub.tick(migrated_database.dsn)
                 return hub.latest("pool")
@@ -517,7 +520,7 @@ def test_wrong_password_is_a_connect_error_without_the_secret(
     for dsn in wrong_password_dsns(password_server):
 
         async def run(dsn: str = dsn) -> PoolDepth | ProbeError | None:
-            async with ProbeHub(interval_seconds=None, connect_timeout_seconds=2) as hub:
+            async with ProbeHub(connect_timeout_seconds=2) as hub:
                 hub.register("pool", dsn, ProbeTarget())
                 await hub.tick(dsn)
                 return hub.latest("pool")
@@ -584,7 +587,7 @@ def test_unreachable_server_is_a_connect_error_without_the_secret(
         for dsn in dsns:
 
             async def run(dsn: str = dsn) -> PoolDepth | ProbeError | None:
-                async with ProbeHub(interval_seconds=None, connect_timeout_seconds=1) as hub:
+                async with ProbeHub(connect_timeout_seconds=1) as hub:
                     hub.register("pool", dsn, ProbeTarget())
                     await hub.tick(dsn)
                     return hub.latest("pool")
@@ -610,7 +613,7 @@ def test_unreachable_server_is_a_connect_error_without_the_secret(
 )
 def test_invalid_dsn_is_refused_at_registration_without_the_secret(dsn: str) -> None:
     async def run() -> ProbeError:
-        async with ProbeHub(interval_seconds=None) as hub:
+        async with ProbeHub() as hub:
             with pytest.raises(ProbeError) as caught:
                 hub.register("pool", dsn, ProbeTarget())
             assert hub.databases() == []
@@ -622,30 +625,28 @@ def test_invalid_dsn_is_refused_at_registration_without_the_secret(dsn: str) -> 
     assert "s3cr3t" not in error.message
 
 
-def test_background_ticks_feed_every_pool_and_the_observer(
+def test_one_tick_feeds_every_pool_of_a_database_and_the_observer(
     migrated_database: demo_project.MigratedDatabase,
 ) -> None:
     insert(migrated_database.dsn, random_tasks(random.Random(3), datetime.now(UTC), 50))
     observed: list[tuple[float, ProbeError | None]] = []
 
     async def run() -> tuple[int, bool]:
-        async with ProbeHub(interval_seconds=0.1, on_probe=lambda s, e: observed.append((s, e))) as hub:
+        async with ProbeHub(on_probe=lambda s, e: observed.append((s, e))) as hub:
             hub.register("a", migrated_database.dsn, ProbeTarget(queues=("*",), cap=10))
             hub.register("b", migrated_database.url, ProbeTarget(queues=("emails",), cap=10))
-            deadline = time.monotonic() + 20
-            while len(observed) < 3:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await hub.tick(migrated_database.dsn)
             first = depth(hub.latest("a")).probed_at
-            await asyncio.sleep(0.5)
-            advanced = depth(hub.latest("a")).probed_at > first
             assert isinstance(hub.latest("b"), PoolDepth)
+            await hub.tick(migrated_database.url)
+            advanced = depth(hub.latest("a")).probed_at > first
             await hub.unregister("a")
             assert hub.latest("a") is None
             await hub.unregister("b")
             return len(hub.databases()), advanced
 
     assert asyncio.run(run()) == (0, True)
+    assert len(observed) == 2
     assert all(error is None and seconds > 0 for seconds, error in observed)
 
 

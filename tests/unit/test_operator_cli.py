@@ -24,7 +24,7 @@ def test_crd_prints_the_single_source(capsys: pytest.CaptureFixture[str]) -> Non
         (["probe", "--dsn", "dbname=x", "--queue", "q" * 33], "1 to 32 characters"),
         (
             ["probe", "--dsn", "dbname=x", "--queue", "a", "--exclude-queue", "b"],
-            "only be used with queues ['*']",
+            'only allowed together with queues ["*"]',
         ),
         (["run", "--metrics-port", "99999"], "99999 is not a port number"),
         (["run", "-n", "a", "-A"], "not allowed with argument"),

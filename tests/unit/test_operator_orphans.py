@@ -13,7 +13,7 @@ from taskpool_operator import kube, metrics, orphans
 from taskpool_operator.handlers import memory
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
 from taskpool_operator.pool import InvalidPool, Pool
-from taskpool_operator.probe import OrphanRecovery, PoolDepth, ProbeError
+from taskpool_operator.probe.depth import OrphanRecovery, PoolDepth, ProbeError
 from tests.unit.operator_samples import body
 from tests.unit.test_operator_scaling import BUSY_POD, FakeHub, Recorder, applied, depth, run_tick
 

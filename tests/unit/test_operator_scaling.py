@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from typing import Any
 
 import kopf
@@ -13,7 +14,7 @@ from taskpool_operator import kube, objects
 from taskpool_operator.handlers import memory, scaling
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
 from taskpool_operator.pool import Pool
-from taskpool_operator.probe import PoolDepth, ProbeError, QueueDepth, WorkerTasks
+from taskpool_operator.probe.depth import PoolDepth, ProbeError, QueueDepth, WorkerTasks
 from tests.unit.operator_samples import body
 
 IDLE_POD = "emails-workers-7d9f8c6b5d-aaaaa"
@@ -37,20 +38,18 @@ def depth(ready: int, running_by: dict[str, int] | None = None) -> PoolDepth:
 class FakeHub:
     def __init__(self, reading: PoolDepth | ProbeError | None) -> None:
         self.reading = reading
-        self.registered: dict[str, str] = {}
+        self.registered: dict[Hashable, str] = {}
+        self.max_ages: list[float] = []
 
-    def register(self, key: str, dsn: str, target: object) -> None:
+    def register(self, key: Hashable, dsn: str, target: object) -> None:
         self.registered[key] = dsn
 
-    async def unregister(self, key: str) -> None:
+    async def unregister(self, key: Hashable) -> None:
         self.registered.pop(key, None)
 
-    def latest(self, key: str) -> PoolDepth | ProbeError | None:
+    async def fresh(self, key: Hashable, max_age_seconds: float) -> PoolDepth | ProbeError | None:
+        self.max_ages.append(max_age_seconds)
         return self.reading
-
-    async def tick(self, dsn: str) -> None:
-        if isinstance(self.reading, PoolDepth):
-            self.reading = PoolDepth(**{**self.reading.__dict__, "probed_at": time.monotonic()})
 
 
 class Recorder:
@@ -115,6 +114,16 @@ def test_a_backlog_scales_up_with_an_event_and_status(
     assert rec.status["readyTasks"] == 12
     assert rec.status["observedGeneration"] == 3
     assert memory.of(("shop", "emails")).deployment_generation == 7
+
+
+def test_the_reading_is_at_most_half_a_poll_interval_old(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    Recorder(monkeypatch)
+    hub = FakeHub(depth(ready=0))
+    run_tick(pool_body, hub, [], WorkerDeployment(0, 0, 0))
+    assert hub.max_ages == [2.5]  # pollInterval 5s
+    assert hub.registered == {("shop", "emails"): "postgresql://app:s3cret@db/app"}
 
 
 def test_scale_down_marks_idle_pods_first_and_never_the_busy_one(
@@ -216,3 +225,55 @@ def test_the_secret_is_read_again_when_the_pool_names_another(monkeypatch: pytes
     assert asyncio.run(secret.get(first)) == "postgresql://app@shop-db/app"  # cached
     assert asyncio.run(secret.get(moved)) == "postgresql://app@other-db/app"
     assert reads == [("shop-db", "DATABASE_URL"), ("other-db", "DATABASE_URL")]
+
+
+def busy_pods(count: int) -> list[WorkerPod]:
+    return [WorkerPod(f"emails-workers-7d9f8c6b5d-bus{n:02d}", False, None) for n in range(count)]
+
+
+def test_busy_pods_are_not_scaled_away_by_a_small_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case: tasksPerReplica 4 and 3 tasks on 3 pods would be 1 pod by the queue alone."""
+    memory.forget(("shop", "emails"))
+    pool_body = body(
+        scaling={"minReplicas": 0, "maxReplicas": 4, "tasksPerReplica": 4, "scaleDownStabilization": "0s"}
+    )
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 3)
+    pods = busy_pods(3)
+    reading = depth(ready=0, running_by={f"{pod.name}-0": 1 for pod in pods})
+    run_tick(pool_body, FakeHub(reading), pods, WorkerDeployment(3, 3, 3))
+    assert rec.calls == []
+    assert rec.status["desiredReplicas"] == 3
+    memory.forget(("shop", "emails"))
+
+
+def test_a_lowered_max_replicas_drains_busy_pods_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory.forget(("shop", "emails"))
+    pool_body = body(
+        scaling={"minReplicas": 0, "maxReplicas": 2, "tasksPerReplica": 4, "scaleDownStabilization": "0s"}
+    )
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 3)
+    pods = busy_pods(3)
+    reading = depth(ready=0, running_by={f"{pod.name}-0": 1 for pod in pods})
+    run_tick(pool_body, FakeHub(reading), pods, WorkerDeployment(3, 3, 3))
+    assert rec.calls[-1] == ("scale", 2)
+    (draining,) = [e for e in rec.events if e[1] == "BusyPodsDraining"]
+    assert draining[0] == "Warning"
+    assert "maxReplicas 2 is below the 3 pods running tasks" in draining[2]
+    assert "1 busy pod(s) drain" in draining[2]
+    memory.forget(("shop", "emails"))
+
+
+def test_a_deleted_pool_says_its_busy_pods_drain(monkeypatch: pytest.MonkeyPatch, pool_body: Any) -> None:
+    rec = Recorder(monkeypatch)
+    mem = memory.of(("shop", "emails"))
+    pods = busy_pods(2)
+    mem.busy_pods = frozenset(pod.name for pod in pods)
+    scaling._announce_drain(pool_body, mem, [pods[0], WorkerPod(pods[1].name, True, None)])
+    (draining,) = rec.events
+    assert draining[:2] == ("Warning", "BusyPodsDraining")
+    assert "1 worker pod(s) ran tasks" in draining[2]
+    mem.busy_pods = frozenset()
+    scaling._announce_drain(pool_body, mem, pods)
+    assert len(rec.events) == 1  # nothing busy: nothing to say

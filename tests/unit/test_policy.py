@@ -107,6 +107,48 @@ def test_never_zero_while_tasks_run(
     assert decision.replicas >= 1
 
 
+@given(
+    specs(), histories, counts, counts, st.integers(0, 60), st.integers(0, 60), st.sampled_from([1.0, 300.0])
+)
+@relaxed
+def test_replicas_never_below_the_busy_pods_while_they_fit_under_max(
+    spec: ScalingSpec,
+    history: list[tuple[float, int, int]],
+    ready: int,
+    running: int,
+    current: int,
+    busy_pods: int,
+    step: float,
+) -> None:
+    """Rule 7: the busy pods are a floor (scale-down steps, stabilization and scale-to-zero included), and
+    maxReplicas is the only thing that wins over it."""
+    state, _, now = replay(spec, history)
+    decision = decide(spec, Observation(ready, running, current, now + step, busy_pods=busy_pods), state)
+    if busy_pods <= spec.max_replicas:
+        assert decision.replicas >= busy_pods
+    else:
+        assert decision.replicas == spec.max_replicas
+
+
+@given(specs(), histories, counts, counts, st.integers(0, 60), st.integers(0, 60))
+@relaxed
+def test_busy_pods_never_raise_a_decision_that_already_keeps_them(
+    spec: ScalingSpec,
+    history: list[tuple[float, int, int]],
+    ready: int,
+    running: int,
+    current: int,
+    busy_pods: int,
+) -> None:
+    """The floor only ever holds pods: with no busy pods, or fewer than the policy keeps anyway, the
+    decision is the one without the floor."""
+    state, _, now = replay(spec, history)
+    without = decide(spec, Observation(ready, running, current, now + 5), state)
+    assume(busy_pods <= without.replicas)
+    with_busy = decide(spec, Observation(ready, running, current, now + 5, busy_pods=busy_pods), state)
+    assert with_busy.replicas == without.replicas
+
+
 @given(specs(), st.integers(0, 60), counts, counts, st.sampled_from([1.0, 5.0, 15.0]))
 @settings(relaxed, max_examples=200)
 def test_a_steady_queue_settles_without_flapping(
@@ -295,6 +337,46 @@ def test_probe_failure_holds() -> None:
 def test_lowering_max_replicas_takes_effect_at_once() -> None:
     decision = step(SPEC, 100, 0, 14, 0.0, PolicyState())
     assert (decision.replicas, decision.reason) == (10, Reason.SCALE_DOWN)
+
+
+def test_busy_pods_hold_a_scale_down_the_queue_alone_would_make() -> None:
+    """The issue's case: 3 tasks running on 3 pods with tasksPerReplica 4 asks for 1 pod; all 3 stay."""
+    spec = ScalingSpec(
+        min_replicas=0, max_replicas=5, tasks_per_replica=4, scale_down_stabilization_seconds=0
+    )
+    decision = decide(spec, Observation(0, 3, 3, 100.0, busy_pods=3), PolicyState())
+    assert (decision.replicas, decision.reason) == (3, Reason.BUSY_PODS)
+    assert decision.message == (
+        "ready=0 running=3 busyPods=3 tasksPerReplica=4: "
+        "3 pods are running tasks; holding 3 until they finish"
+    )
+    # One finishes: its pod may go, the two busy ones stay.
+    decision = decide(spec, Observation(0, 2, 3, 105.0, busy_pods=2), decision.state)
+    assert (decision.replicas, decision.reason) == (2, Reason.BUSY_PODS)
+    assert decision.message.endswith(
+        "scaling down from 3 to 2 replicas (highest recommendation in the last 0s); "
+        "2 pods are running tasks and stay"
+    )
+
+
+def test_pods_held_only_while_busy_go_once_idle_without_another_window() -> None:
+    spec = ScalingSpec(
+        min_replicas=0, max_replicas=5, tasks_per_replica=4, scale_down_stabilization_seconds=60
+    )
+    state = PolicyState()
+    for now in range(0, 150, 10):  # 3 long tasks on 3 pods for 150 s: the queue alone asks for 1 pod
+        decision = decide(spec, Observation(0, 3, 3, float(now), busy_pods=3), state)
+        assert decision.replicas == 3
+        state = decision.state
+    # Two finish: their pods are idle, and the window (which saw 1 for 60 s) lets them go at once.
+    decision = decide(spec, Observation(0, 1, 3, 150.0, busy_pods=1), state)
+    assert (decision.replicas, decision.reason) == (1, Reason.SCALE_DOWN)
+
+
+def test_a_lowered_max_replicas_removes_busy_pods() -> None:
+    spec = ScalingSpec(min_replicas=0, max_replicas=2, tasks_per_replica=4)
+    decision = decide(spec, Observation(0, 4, 4, 100.0, busy_pods=4), PolicyState())
+    assert (decision.replicas, decision.reason) == (2, Reason.SCALE_DOWN)
 
 
 def test_scale_down_step_limit() -> None:

@@ -10,7 +10,7 @@ Both are partial, so they hold only unfinished tasks and stay small. They are bu
 `CREATE INDEX CONCURRENTLY` outside a transaction (`atomic = False`), which never blocks workers enqueuing or
 claiming tasks on a live table; an invalid leftover from an interrupted build is dropped and rebuilt.
 PostgreSQL only: on other databases the migration records itself and does nothing (the operator supports
-PostgreSQL only). The names and definitions are a contract with `taskpool_operator.sql`.
+PostgreSQL only). The names and definitions are a contract with `taskpool_operator.probe.sql`.
 """
 
 from __future__ import annotations

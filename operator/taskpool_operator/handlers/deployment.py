@@ -23,7 +23,7 @@ def _owned_by(deployment: Mapping[str, Any], pool: Pool) -> bool:
 
 def apply(pool: Pool) -> None:
     """Makes the pool's Deployment exactly what the builders say, keeping the operator's replica decision."""
-    mem = memory.of((pool.namespace, pool.name))
+    mem = memory.of(pool.key)
     name = objects.deployment_name(pool.name)
     live = kube.read_deployment(pool.namespace, name)
     if live is not None and not _owned_by(live, pool):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskpool_operator import objects
-from taskpool_operator.handlers.memory import PoolKey
+from taskpool_operator.pool import PoolKey
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,10 +6,11 @@ from typing import Any
 
 import kopf
 
-from taskpool_operator import kube, metrics, objects
-from taskpool_operator.probe import ProbeHub
+from taskpool_operator import crd, kube, metrics, objects
+from taskpool_operator.probe.hub import ProbeHub
 
-PREFIX = "taskpool.dev"
+# kopf's finalizer and state annotations carry our API group as their prefix (docs/contracts.md).
+PREFIX = crd.GROUP
 # Watch requests end on the server after SERVER_TIMEOUT_S and are abandoned by the client after
 # CLIENT_TIMEOUT_S: a silently stalled watch stream is re-opened instead of freezing the operator.
 SERVER_TIMEOUT_S = 300
@@ -40,7 +41,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 def start_probe(memo: kopf.Memo, **_: Any) -> None:
-    memo["hub"] = ProbeHub(interval_seconds=None, on_probe=metrics.observe_probe)
+    memo["hub"] = ProbeHub(on_probe=metrics.observe_probe)
 
 
 async def stop_probe(memo: kopf.Memo, **_: Any) -> None:

@@ -6,8 +6,7 @@ import dataclasses
 from typing import Any
 
 from taskpool_operator.policy import PolicyState
-
-PoolKey = tuple[str, str]  # (namespace, name)
+from taskpool_operator.pool import PoolKey
 
 
 @dataclasses.dataclass
@@ -28,10 +27,10 @@ class PoolMemory:
     orphan_missing_since: dict[str, float] = dataclasses.field(default_factory=dict)
     """Worker ids owning RUNNING rows whose pod is missing, with when (time.monotonic()) it was first seen
     missing (orphans.observe)."""
+    busy_pods: frozenset[str] = frozenset()
+    """Live worker pods that ran a task at the last reading (for the Event when the pool is deleted)."""
     orphans_recovered: int | None = None
     """Orphaned tasks failed or requeued so far (status.orphansRecovered; None until read from the status)."""
-    probe_dsn: str | None = None
-    """The DSN the pool is registered with at the probe (never logged)."""
 
 
 _pools: dict[PoolKey, PoolMemory] = {}

@@ -1,9 +1,10 @@
-"""The per-pool loop: measure the queue, decide, scale, and report (status, Events, metrics).
+"""The per-pool loop: measure the queue, decide, act (scale), and report (status, Events, metrics).
 
-Every poll interval the loop asks the shared probe for the pool's queue depth (ticking the probe itself when
-the latest reading is older than half an interval, so a decision never waits a whole extra interval for
-data), applies the policy, patches the Deployment's replicas and writes the pool's status. Database trouble
-holds the replicas where they are.
+Every poll interval the loop asks the shared probe for the pool's queue depth (`ProbeHub.fresh`: the probe
+ticks when the latest reading is older than half an interval, so a decision never waits a whole extra
+interval for data), handles orphaned tasks (`orphan_recovery`), applies the policy with the busy pods as a
+floor, patches the Deployment's replicas (after the deletion costs that make the ReplicaSet remove idle pods
+first) and writes the pool's status. Database trouble holds the replicas where they are.
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ from typing import Any
 import kopf
 
 from taskpool_operator import conditions as cond
-from taskpool_operator import kube, metrics, objects, orphans, policy, workers
-from taskpool_operator.handlers import memory
+from taskpool_operator import kube, metrics, objects, policy, workers
+from taskpool_operator.handlers import memory, orphan_recovery
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
-from taskpool_operator.pool import InvalidPool, Pool, probe_target, scaling_spec
-from taskpool_operator.probe import OrphanedRows, OrphanRecovery, PoolDepth, ProbeError, ProbeHub
+from taskpool_operator.pool import InvalidPool, Pool, PoolKey, probe_target, scaling_spec
+from taskpool_operator.probe.depth import PoolDepth, ProbeError
+from taskpool_operator.probe.hub import ProbeHub
 
 logger = logging.getLogger(__name__)
 ERRORS_LABEL = "scaling"
-ORPHANS_ERRORS_LABEL = "orphans"
-for _label in (ERRORS_LABEL, ORPHANS_ERRORS_LABEL):
-    metrics.reconcile_errors.labels(_label)  # the series exists (at 0) from start-up
+metrics.reconcile_errors.labels(ERRORS_LABEL)  # the series exists (at 0) from start-up
 
 SECRET_REFRESH_S = 30.0
 INVALID_SPEC_RETRY_S = 10.0
@@ -72,165 +72,85 @@ class _Secret:
 class _Measurement:
     depth: PoolDepth | None
     database: cond.Condition
+    orphans: orphan_recovery.OrphanRound | None = None
+    busy: frozenset[str] = frozenset()
+    """Live worker pods (not being deleted) whose processes run a task."""
+
+    @property
+    def running(self) -> int:
+        """RUNNING tasks on live pods: orphaned rows need no slot."""
+        if self.depth is None:
+            return 0
+        return self.depth.running - (self.orphans.orphaned if self.orphans else 0)
 
 
-async def _measure(pool: Pool, hub: ProbeHub, secret: _Secret) -> _Measurement:
-    key = f"{pool.namespace}/{pool.name}"
+async def _read_depth(pool: Pool, hub: ProbeHub, secret: _Secret) -> tuple[PoolDepth | None, cond.Condition]:
+    """The pool's queue depth, at most half a poll interval old, and the DatabaseReachable condition."""
     try:
         dsn = await secret.get(pool)
-        hub.register(key, dsn, probe_target(pool))
+        hub.register(pool.key, dsn, probe_target(pool))
     except kube.SecretProblem as exc:
-        await hub.unregister(key)
-        return _Measurement(None, cond.database_reachable(f"{exc} (spec.database)", reason=exc.reason))
+        await hub.unregister(pool.key)
+        return None, cond.database_reachable(f"{exc} (spec.database)", reason=exc.reason)
     except ProbeError as exc:  # a DSN that cannot be parsed
         secret.dsn = None
-        return _Measurement(None, cond.database_reachable(str(exc), reason=PROBE_ERROR_REASONS[exc.reason]))
-    reading = hub.latest(key)
-    if (
-        not isinstance(reading, PoolDepth)
-        or time.monotonic() - reading.probed_at > pool.scaling.poll_interval_s / 2
-    ):
-        await hub.tick(dsn)
-        reading = hub.latest(key)
+        return None, cond.database_reachable(str(exc), reason=PROBE_ERROR_REASONS[exc.reason])
+    reading = await hub.fresh(pool.key, pool.scaling.poll_interval_s / 2)
     if isinstance(reading, PoolDepth):
-        return _Measurement(reading, cond.database_reachable(None))
+        return reading, cond.database_reachable(None)
     if isinstance(reading, ProbeError):
         secret.dsn = None  # a rotated Secret fixes a wrong DSN: read it again next time
-        return _Measurement(
-            None, cond.database_reachable(str(reading), reason=PROBE_ERROR_REASONS[reading.reason])
-        )
-    return _Measurement(None, cond.database_reachable("no reading yet", reason="ProbePending"))
+        return None, cond.database_reachable(str(reading), reason=PROBE_ERROR_REASONS[reading.reason])
+    return None, cond.database_reachable("no reading yet", reason="ProbePending")
 
 
-async def _mark_deletion_costs(namespace: str, pods: Collection[WorkerPod], busy: Collection[str]) -> None:
-    """Before a scale-down: idle pods get the lowest deletion cost, busy pods the highest, so the ReplicaSet
-    removes idle workers first and a worker in the middle of a task last."""
-    patches = []
-    for pod in pods:
-        if pod.deleting:
-            continue
-        is_busy = pod.name in busy
-        patch = objects.build_pod_deletion_cost_patch(is_busy)
-        if pod.deletion_cost != objects.pod_deletion_cost(patch):
-            patches.append(asyncio.to_thread(kube.patch_pod, namespace, pod.name, patch))
-    await asyncio.gather(*patches)
-
-
-def _orphans(
-    pool: Pool, depth: PoolDepth, pods: Collection[WorkerPod], mem: memory.PoolMemory, now: float
-) -> orphans.OrphanView:
-    """The pool's worker ids owning RUNNING rows whose pod no longer exists; `now` is time.monotonic()."""
-    live = {pod.name for pod in pods}
-    missing = workers.orphaned_worker_ids(pool.name, (w.worker_id for w in depth.running_by_worker), live)
-    view = orphans.observe(mem.orphan_missing_since, missing, now, pool.orphans.grace_period_s)
-    mem.orphan_missing_since = view.missing_since
-    return view
-
-
-def _orphan_warning(pool: Pool, tasks: int, worker_ids: frozenset[str]) -> str:
-    listed = ", ".join(sorted(worker_ids)[:5]) + (", ..." if len(worker_ids) > 5 else "")
-    grace = orphans.format_seconds(pool.orphans.grace_period_s)
-    outcome = {
-        "Fail": f"they will be marked FAILED once their pod has been gone for {grace}",
-        "Requeue": f"they will be made READY again once their pod has been gone for {grace}",
-        "Report": "spec.orphans.action is Report: they will not finish by themselves",
-    }[pool.orphans.action]
-    return (
-        f"{tasks} RUNNING task(s) were claimed by worker pods that no longer exist (worker ids: {listed}); "
-        f"{outcome}"
-    )
-
-
-async def _orphan_round(
+async def _measure(
     body: kopf.Body,
     pool: Pool,
     hub: ProbeHub,
     *,
-    depth: PoolDepth,
+    secret: _Secret,
     pods: Collection[WorkerPod],
     mem: memory.PoolMemory,
-) -> tuple[int, int]:
-    """Detects orphaned tasks (reported once per new worker id) and recovers those past the grace period;
-    returns (orphaned RUNNING tasks in this reading, how many of them were just recovered)."""
-    view = _orphans(pool, depth, pods, mem, time.monotonic())
-    orphaned_tasks = sum(w.running for w in depth.running_by_worker if w.worker_id in view.confirmed)
-    if view.confirmed - mem.orphans:
-        kopf.warn(body, reason="OrphanedTasks", message=_orphan_warning(pool, orphaned_tasks, view.confirmed))
-    mem.orphans = view.confirmed
-    if pool.orphans.action != "Report":  # the series of the pool's action exists from the start, at 0
-        metrics.orphaned_tasks_recovered.labels(pool.namespace, pool.name, pool.orphans.action.lower())
-    recovered = await _recover_orphans(body, pool, hub, depth=depth, due=view.due, mem=mem)
-    if mem.orphans_recovered is None:
-        mem.orphans_recovered = int(mem.last_status.get("orphansRecovered") or 0)
-    mem.orphans_recovered += recovered
-    metrics.pool_orphaned_tasks.labels(pool.namespace, pool.name).set(max(0, orphaned_tasks - recovered))
-    return orphaned_tasks, recovered
+) -> _Measurement:
+    """The queue, its orphaned tasks (recovered when due) and the busy pods."""
+    depth, database = await _read_depth(pool, hub, secret)
+    if depth is None:
+        return _Measurement(None, database)
+    metrics.record_queues(
+        pool.namespace,
+        pool.name,
+        ready={q.queue: q.ready for q in depth.queues},
+        running={q.queue: q.running for q in depth.queues},
+        oldest_age_s={q.queue: q.oldest_ready_age_seconds for q in depth.queues},
+    )
+    orphans = await orphan_recovery.handle(body, pool, hub, depth=depth, pods=pods, mem=mem)
+    live = {pod.name for pod in pods if not pod.deleting}
+    busy = workers.busy_pods((w.worker_id for w in depth.running_by_worker), live)
+    return _Measurement(depth, database, orphans, frozenset(busy))
 
 
-async def _recover_orphans(
-    body: kopf.Body,
+def _decide(
     pool: Pool,
-    hub: ProbeHub,
-    *,
-    depth: PoolDepth,
-    due: frozenset[str],
+    measured: _Measurement,
     mem: memory.PoolMemory,
-) -> int:
-    """Fails or requeues the RUNNING rows of `due` worker ids (spec.orphans.action) once the API server
-    confirms their pods are gone; returns how many rows changed. Errors are counted and logged, never raised:
-    the rows stay RUNNING and the next round tries again."""
-    action = pool.orphans.action
-    if action == "Report" or not due:
-        return 0
-    try:
-        pods = {workers.pod_of_worker(worker_id) for worker_id in due}
-        exists = await asyncio.gather(*(asyncio.to_thread(kube.pod_exists, pool.namespace, p) for p in pods))
-        alive = {pod for pod, found in zip(pods, exists, strict=True) if found}
-        # The watch missed these pods (it lags, or stalled): their tasks are not orphans; restart their clock.
-        for worker_id in [w for w in due if workers.pod_of_worker(w) in alive]:
-            mem.orphan_missing_since.pop(worker_id, None)
-        rows = tuple(
-            OrphanedRows(
-                w.queue,
-                w.worker_id,
-                orphans.lost_worker_traceback(
-                    w.worker_id, workers.pod_of_worker(w.worker_id), pool.orphans.grace_period_s
-                ),
-            )
-            for w in depth.running_by_worker
-            if w.worker_id in due and workers.pod_of_worker(w.worker_id) not in alive
-        )
-        if not rows:
-            return 0
-        recovery = OrphanRecovery(action, pool.backend, rows, orphans.WORKER_LOST)
-        recovered = await hub.recover_orphans(f"{pool.namespace}/{pool.name}", recovery)
-    except ProbeError as exc:  # its message never has the password
-        metrics.reconcile_errors.labels(ORPHANS_ERRORS_LABEL).inc()
-        logger.warning("%s/%s: orphan recovery failed: %s", pool.namespace, pool.name, exc)
-        return 0
-    except Exception:
-        metrics.reconcile_errors.labels(ORPHANS_ERRORS_LABEL).inc()
-        logger.exception("%s/%s: orphan recovery failed", pool.namespace, pool.name)
-        return 0
-    if not recovered:
-        return 0
-    metrics.orphaned_tasks_recovered.labels(pool.namespace, pool.name, action.lower()).inc(len(recovered))
-    gone = ", ".join(sorted({workers.pod_of_worker(w) for w in recovered.values()}))
-    grace = orphans.format_seconds(pool.orphans.grace_period_s)
-    if action == "Fail":
-        message = (
-            f"marked {len(recovered)} orphaned task(s) FAILED ({orphans.WORKER_LOST}): their worker pod(s) "
-            f"{gone} had been gone for {grace}"
-        )
-        kopf.warn(body, reason="OrphanedTasksFailed", message=message)
-    else:
-        message = (
-            f"made {len(recovered)} orphaned task(s) READY again for another worker: their worker pod(s) "
-            f"{gone} had been gone for {grace}"
-        )
-        kopf.info(body, reason="OrphanedTasksRequeued", message=message)
-    logger.info("%s/%s: %s (task ids: %s)", pool.namespace, pool.name, message, ", ".join(sorted(recovered)))
-    return len(recovered)
+    current: int,
+    deployment: WorkerDeployment | None,
+) -> policy.Decision | None:
+    """The policy's decision, or None when the operator does not scale this pool now (scaling disabled, or
+    the Deployment not yet written for the pool's spec)."""
+    if not pool.scaling.enabled or mem.applied_generation is None or deployment is None:
+        return None
+    observation = policy.Observation(
+        ready=None if measured.depth is None else measured.depth.ready,
+        running=measured.running,
+        current_replicas=current,
+        now=time.time(),
+        busy_pods=len(measured.busy),
+    )
+    decision = policy.decide(scaling_spec(pool), observation, mem.policy_state)
+    mem.policy_state = decision.state
+    return decision
 
 
 async def tick(
@@ -240,127 +160,53 @@ async def tick(
     pods: Collection[WorkerPod],
     deployment: WorkerDeployment | None,
 ) -> float:
-    """One round for one pool; returns the seconds until the next."""
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    mem = memory.of((namespace, name))
+    """One round for one pool: measure -> decide -> act -> report; returns the seconds until the next."""
+    mem = memory.of((body["metadata"]["namespace"], body["metadata"]["name"]))
     try:
         pool = Pool.from_body(body)
     except InvalidPool as exc:
-        invalid = cond.Condition(cond.READY, cond.FALSE, "InvalidSpec", str(exc))
-        await _write_status(
-            body,
-            mem,
-            {
-                "conditions": cond.merge(
-                    mem.last_status.get("conditions", []),
-                    [invalid],
-                    int(body["metadata"].get("generation", 0)),
-                    _now_iso(),
-                )
-            },
-        )
+        await _report_invalid(body, mem, exc)
         return INVALID_SPEC_RETRY_S
 
-    measured = await _measure(pool, hub, secret)
-    depth = measured.depth
+    measured = await _measure(body, pool, hub, secret=secret, pods=pods, mem=mem)
+    mem.busy_pods = measured.busy
     current = mem.desired if mem.desired is not None else deployment.spec_replicas if deployment else 0
-    desired = current
-    orphaned_tasks: int | None = None
-    recovered = 0
-    busy: set[str] = set()
-    if depth is not None:
-        metrics.record_queues(
-            namespace,
-            name,
-            ready={q.queue: q.ready for q in depth.queues},
-            running={q.queue: q.running for q in depth.queues},
-            oldest_age_s={q.queue: q.oldest_ready_age_seconds for q in depth.queues},
-        )
-        orphaned_tasks, recovered = await _orphan_round(body, pool, hub, depth=depth, pods=pods, mem=mem)
-        busy = workers.busy_pods((w.worker_id for w in depth.running_by_worker), {p.name for p in pods})
-
-    if pool.scaling.enabled and mem.applied_generation is not None and deployment is not None:
-        observation = policy.Observation(
-            ready=None if depth is None else depth.ready,
-            running=0 if depth is None else depth.running - (orphaned_tasks or 0),
-            current_replicas=current,
-            now=time.time(),
-        )
-        decision = policy.decide(scaling_spec(pool), observation, mem.policy_state)
-        mem.policy_state = decision.state
-        desired = decision.replicas
-        if desired != current:
-            await _scale(
-                body=body, pool=pool, mem=mem, pods=pods, busy=busy, current=current, decision=decision
-            )
-    elif not pool.scaling.enabled:
-        desired = pool.fixed_replicas
-
-    reachable = measured.database.status == cond.TRUE
-    updates = [
-        measured.database,
-        cond.scaling_active(pool.scaling.enabled, reachable),
-        cond.ready(
-            measured.database,
-            desired,
-            deployment.ready_replicas if deployment else 0,
-            deployment_error=mem.deployment_error,
-        ),
-    ]
-    if depth is not None:
-        updates.append(
-            cond.scaling_limited(
-                depth.ready + depth.running,
-                pool.scaling.tasks_per_replica,
-                pool.scaling.min_replicas,
-                pool.scaling.max_replicas,
-            )
-        )
-    conditions = cond.merge(mem.last_status.get("conditions", []), updates, pool.generation, _now_iso())
-    for changed in cond.transitions(mem.last_status.get("conditions", []), conditions):
-        if changed["type"] == cond.DATABASE_REACHABLE:
-            event = kopf.info if changed["status"] == cond.TRUE else kopf.warn
-            event(body, reason=changed["reason"], message=changed["message"])
-    metrics.record_conditions(namespace, name, conditions)
-    metrics.record_replicas(
-        namespace,
-        name,
-        desired=desired,
-        current=deployment.replicas if deployment else 0,
-        ready=deployment.ready_replicas if deployment else 0,
-        minimum=pool.scaling.min_replicas,
-        maximum=pool.scaling.max_replicas,
-    )
-    status = objects.build_pool_status(
-        pool,
-        replicas=deployment.replicas if deployment else 0,
-        ready_replicas=deployment.ready_replicas if deployment else 0,
-        desired_replicas=desired,
-        conditions=conditions,
-        observed_generation=mem.applied_generation,
-        ready_tasks=None if depth is None else depth.ready,
-        running_tasks=None if depth is None else depth.running,
-        oldest_ready_age_s=None if depth is None else depth.oldest_ready_age_seconds,
-        orphaned_tasks=None if orphaned_tasks is None else max(0, orphaned_tasks - recovered),
-        orphans_recovered=mem.orphans_recovered,
-        last_scale_time=mem.last_scale_time,
-    )
-    await _write_status(body, mem, status)
+    decision = _decide(pool, measured, mem, current, deployment)
+    if decision is not None and decision.replicas != current:
+        await _scale(body, pool, mem, pods=pods, busy=measured.busy, current=current, decision=decision)
+    desired = decision.replicas if decision else current if pool.scaling.enabled else pool.fixed_replicas
+    await _report(body, pool, mem, measured=measured, desired=desired, deployment=deployment)
     return pool.scaling.poll_interval_s
 
 
+async def _mark_deletion_costs(namespace: str, pods: Collection[WorkerPod], busy: Collection[str]) -> None:
+    """Before a scale-down: idle pods get the lowest deletion cost, busy pods the highest, so the ReplicaSet
+    removes idle workers first and a worker in the middle of a task last."""
+    patches = []
+    for pod in pods:
+        if pod.deleting:
+            continue
+        patch = objects.build_pod_deletion_cost_patch(pod.name in busy)
+        if pod.deletion_cost != objects.pod_deletion_cost(patch):
+            patches.append(asyncio.to_thread(kube.patch_pod, namespace, pod.name, patch))
+    await asyncio.gather(*patches)
+
+
 async def _scale(
-    *,
     body: kopf.Body,
     pool: Pool,
     mem: memory.PoolMemory,
+    *,
     pods: Collection[WorkerPod],
     busy: Collection[str],
     current: int,
     decision: policy.Decision,
 ) -> None:
     if decision.replicas < current:
+        # Set before the scale-down: the ReplicaSet reads the costs when it picks the pods to delete.
         await _mark_deletion_costs(pool.namespace, pods, busy)
+        if decision.replicas < len(busy):
+            kopf.warn(body, reason="BusyPodsDraining", message=_draining(pool, len(busy), decision.replicas))
     mem.desired = decision.replicas  # first: the watch event of this write must not look like a manual edit
     generation = await asyncio.to_thread(
         kube.scale_deployment, pool.namespace, objects.deployment_name(pool.name), decision.replicas
@@ -371,6 +217,82 @@ async def _scale(
     metrics.scale_events.labels(pool.namespace, pool.name, direction).inc()
     kopf.info(body, reason="ScaledUp" if direction == "up" else "ScaledDown", message=decision.message)
     logger.info("%s/%s: %s", pool.namespace, pool.name, decision.message)
+
+
+def _draining(pool: Pool, busy: int, replicas: int) -> str:
+    """Why busy pods go: only a maxReplicas below the busy pods removes them (the policy's rule 7)."""
+    return (
+        f"maxReplicas {pool.scaling.max_replicas} is below the {busy} pods running tasks: scaling to "
+        f"{replicas}, so {busy - replicas} busy pod(s) drain (their running tasks get worker.shutdownTimeout "
+        f"{pool.worker['shutdownTimeout']} to finish, then are stored FAILED)"
+    )
+
+
+async def _report_invalid(body: kopf.Body, mem: memory.PoolMemory, exc: InvalidPool) -> None:
+    invalid = cond.Condition(cond.READY, cond.FALSE, "InvalidSpec", str(exc))
+    generation = int(body["metadata"].get("generation", 0))
+    conditions = cond.merge(mem.last_status.get("conditions", []), [invalid], generation, _now_iso())
+    await _write_status(body, mem, {"conditions": conditions})
+
+
+async def _report(
+    body: kopf.Body,
+    pool: Pool,
+    mem: memory.PoolMemory,
+    *,
+    measured: _Measurement,
+    desired: int,
+    deployment: WorkerDeployment | None,
+) -> None:
+    """Conditions (with an Event per DatabaseReachable transition), metrics and the pool's status."""
+    depth = measured.depth
+    reachable = measured.database.status == cond.TRUE
+    ready_replicas = deployment.ready_replicas if deployment else 0
+    updates = [
+        measured.database,
+        cond.scaling_active(pool.scaling.enabled, reachable),
+        cond.ready(measured.database, desired, ready_replicas, deployment_error=mem.deployment_error),
+    ]
+    if depth is not None:
+        updates.append(
+            cond.scaling_limited(
+                depth.ready + depth.running,
+                pool.scaling.tasks_per_replica,
+                pool.scaling.min_replicas,
+                pool.scaling.max_replicas,
+            )
+        )
+    previous = mem.last_status.get("conditions", [])
+    conditions = cond.merge(previous, updates, pool.generation, _now_iso())
+    for changed in cond.transitions(previous, conditions):
+        if changed["type"] == cond.DATABASE_REACHABLE:
+            event = kopf.info if changed["status"] == cond.TRUE else kopf.warn
+            event(body, reason=changed["reason"], message=changed["message"])
+    metrics.record_conditions(pool.namespace, pool.name, conditions)
+    metrics.record_replicas(
+        pool.namespace,
+        pool.name,
+        desired=desired,
+        current=deployment.replicas if deployment else 0,
+        ready=ready_replicas,
+        minimum=pool.scaling.min_replicas,
+        maximum=pool.scaling.max_replicas,
+    )
+    status = objects.build_pool_status(
+        pool,
+        replicas=deployment.replicas if deployment else 0,
+        ready_replicas=ready_replicas,
+        desired_replicas=desired,
+        conditions=conditions,
+        observed_generation=mem.applied_generation,
+        ready_tasks=None if depth is None else depth.ready,
+        running_tasks=None if depth is None else depth.running,
+        oldest_ready_age_s=None if depth is None else depth.oldest_ready_age_seconds,
+        orphaned_tasks=None if measured.orphans is None else measured.orphans.left,
+        orphans_recovered=mem.orphans_recovered,
+        last_scale_time=mem.last_scale_time,
+    )
+    await _write_status(body, mem, status)
 
 
 async def _write_status(body: kopf.Body, mem: memory.PoolMemory, status: dict[str, Any]) -> None:
@@ -392,10 +314,9 @@ async def run(
 ) -> None:
     """The daemon of one pool: ticks until the pool is deleted or the operator stops."""
     # kopf passes every index by its handler's name (handlers/__init__.py).
-    worker_pods: kopf.Index[memory.PoolKey, WorkerPod] = kwargs["worker_pods"]
-    worker_deployments: kopf.Index[memory.PoolKey, WorkerDeployment] = kwargs["worker_deployments"]
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    key = (namespace, name)
+    worker_pods: kopf.Index[PoolKey, WorkerPod] = kwargs["worker_pods"]
+    worker_deployments: kopf.Index[PoolKey, WorkerDeployment] = kwargs["worker_deployments"]
+    key: PoolKey = (body["metadata"]["namespace"], body["metadata"]["name"])
     hub: ProbeHub = memo["hub"]
     mem = memory.of(key)
     mem.last_status = dict(body.get("status") or {})  # Events only for transitions since the last write
@@ -408,9 +329,25 @@ async def run(
                 interval = await tick(body, hub, secret, list(worker_pods.get(key, ())), deployment)
             except Exception:
                 metrics.reconcile_errors.labels(ERRORS_LABEL).inc()
-                logger.exception("%s/%s: scaling round failed", namespace, name)
+                logger.exception("%s/%s: scaling round failed", *key)
             await stopped.wait(interval)
+        if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            _announce_drain(body, mem, list(worker_pods.get(key, ())))
     finally:
-        await hub.unregister(f"{namespace}/{name}")
-        metrics.forget_pool(namespace, name)
+        await hub.unregister(key)
+        metrics.forget_pool(*key)
         memory.forget(key)
+
+
+def _announce_drain(body: kopf.Body, mem: memory.PoolMemory, pods: Collection[WorkerPod]) -> None:
+    """A deleted pool takes its Deployment and every pod with it, busy or not: say so once."""
+    busy = mem.busy_pods & {pod.name for pod in pods if not pod.deleting}
+    if busy:
+        kopf.warn(
+            body,
+            reason="BusyPodsDraining",
+            message=(
+                f"the pool was deleted while {len(busy)} worker pod(s) ran tasks: they drain (their running "
+                "tasks get worker.shutdownTimeout to finish, then are stored FAILED)"
+            ),
+        )
