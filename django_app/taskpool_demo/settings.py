@@ -60,7 +60,7 @@ TIME_ZONE = "UTC"
 
 TASKS = {
     "default": {
-        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "BACKEND": "django_taskpool.backend.DatabaseBackend",
         "QUEUES": ["default", "emails", "reports"],
     },
 }

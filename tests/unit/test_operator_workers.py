@@ -10,6 +10,11 @@ POD = "emails-workers-7d9f8c6b5d-x2k4q"
 def test_worker_ids_map_to_their_pod() -> None:
     assert workers.pod_of_worker(f"{POD}-0") == POD
     assert workers.pod_of_worker(f"{POD}-12") == POD
+    # A restarted process: `<pod>-<index>.<restart>`.
+    assert workers.pod_of_worker(f"{POD}-0.1") == POD
+    assert workers.pod_of_worker(f"{POD}-3.17") == POD
+    assert workers.is_pool_worker("emails", f"{POD}-3.17")
+    assert workers.busy_pods([f"{POD}-1.2"], {POD}) == {POD}
 
 
 def test_only_this_pools_pods_are_claimed() -> None:
