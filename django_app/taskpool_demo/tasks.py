@@ -63,7 +63,7 @@ def slow(duration: float) -> float:
 
 @task(time_limit=10, soft_time_limit=1)
 def bounded(duration: float) -> dict[str, Any]:
-    """Waits up to `duration` seconds, but stops and cleans up at its soft time limit (1 s; hard limit 10 s)."""
+    """Waits up to `duration` seconds, but stops and cleans up at its soft time limit (1 s; hard: 10 s)."""
     started = time.monotonic()
     try:
         time.sleep(duration)

@@ -111,7 +111,7 @@ def test_time_limit_is_passed_only_when_set() -> None:
 
 
 def test_time_limit_above_the_shutdown_timeout_is_invalid() -> None:
-    with pytest.raises(InvalidPool, match="timeLimit must not exceed worker.shutdownTimeout"):
+    with pytest.raises(InvalidPool, match=r"timeLimit must not exceed worker\.shutdownTimeout"):
         Pool.from_body(body(worker={"timeLimit": "10m", "shutdownTimeout": "5m"}))
 
 

@@ -46,7 +46,9 @@ def test_restarted_processes_get_a_new_id() -> None:
     assert worker_id(pod, 2, restart=13) == f"{pod}-2.13"
 
 
-@given(pod=dns, index=st.integers(min_value=0, max_value=256), restart=st.integers(min_value=0, max_value=10**6))
+@given(
+    pod=dns, index=st.integers(min_value=0, max_value=256), restart=st.integers(min_value=0, max_value=10**6)
+)
 def test_every_generation_maps_back_to_its_pod_on_both_sides(pod: str, index: int, restart: int) -> None:
     result = worker_id(pod, index, restart)
     assert len(result) <= MAX_WORKER_ID_LENGTH

@@ -138,5 +138,8 @@ def test_supervisor_collector() -> None:
         {"task": "app.tasks.a", "queue": "emails", "backend": "default", "action": "fail"},
     )
     kills = samples["taskpool_worker_time_limit_kills_total"]
-    assert (kills.value, kills.labels) == (1, {"task": "app.tasks.b", "queue": "default", "backend": "default"})
+    assert (kills.value, kills.labels) == (
+        1,
+        {"task": "app.tasks.b", "queue": "default", "backend": "default"},
+    )
     assert samples["taskpool_worker_build_info"].labels["django_tasks_db_version"] == "0.13.0"

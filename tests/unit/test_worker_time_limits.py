@@ -1,4 +1,4 @@
-"""Time limits: their checks, which source wins, and the soft limit's alarm (no database, no Django settings)."""
+"""Time limits: their checks, which source wins, and the soft limit's alarm (no database, no settings)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def run_as_task(function: object) -> object:
 def test_soft_limit_is_raised_inside_the_task(alarm: tuple[SoftTimeLimitAlarm, list[str]]) -> None:
     soft, fired = alarm
     soft.arm(0.05)
-    with pytest.raises(SoftTimeLimitExceeded, match="soft time limit of 0.05s"):
+    with pytest.raises(SoftTimeLimitExceeded, match=r"soft time limit of 0\.05s"):
         run_as_task(lambda: time.sleep(30))
     assert fired == ["fired"]
 
