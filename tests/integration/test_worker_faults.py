@@ -11,6 +11,7 @@ How fast a killed process's task is resolved is measured here and printed (run w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import statistics
@@ -21,7 +22,15 @@ from typing import Any
 import pytest
 
 from tests.integration.test_worker_runtime import scrape, value
-from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, task_rows, wait_until
+from tests.support.django_db import (
+    MigratedDatabase,
+    WorkerRun,
+    enqueue,
+    run_manage,
+    shell_json,
+    task_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +223,79 @@ def test_soft_time_limit_caught_by_the_task_is_a_success(
     assert value(samples, "taskpool_worker_soft_time_limits_total", task="taskpool_demo.tasks.bounded") == 1
     assert value(samples, "taskpool_worker_soft_time_limits_total", task="taskpool_demo.tasks.slow") == 0
     assert value(samples, "taskpool_worker_time_limit_kills_total") == 0
+
+
+def test_soft_limit_from_the_setting_fails_a_task_that_does_not_catch_it(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    (task_id,) = enqueue(db.url, "slow", count=1, duration=60)
+    limits = json.dumps({"taskpool_demo.tasks.slow": {"soft_time_limit": 0.5, "time_limit": 30}})
+    run = worker_runs(db.url, "--interval=0.1", env={"POD_NAME": POD, "TASKPOOL_DEMO_TIME_LIMITS": limits})
+    run.wait_ready()
+    row = wait_until(
+        lambda: (r := task_rows(db.dsn)[task_id])["status"] != "RUNNING" and r["status"] != "READY" and r,
+        60,
+        "the task to end at its soft limit",
+    )
+    assert (row["status"], row["exception_class_path"]) == (
+        "FAILED",
+        "django_taskpool.exceptions.SoftTimeLimitExceeded",
+    )
+    assert "soft time limit of 0.5s" in row["traceback"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"taskpool_demo.tasks.slow": {"time_limit": 5, "soft_time_limit": 10}}, "must be below time_limit"),
+        ({"taskpool_demo.tasks.slow": {"timeout": 5}}, "keys time_limit and/or soft_time_limit"),
+    ],
+)
+def test_a_bad_time_limit_setting_is_refused_at_start(
+    migrated_database: MigratedDatabase, limits: dict[str, Any], message: str
+) -> None:
+    completed = run_manage(
+        migrated_database.url,
+        "taskpool_worker",
+        "--no-reload",
+        "--metrics-port=0",
+        check=False,
+        TASKPOOL_DEMO_TIME_LIMITS=json.dumps(limits),
+    )
+    assert completed.returncode != 0
+    assert "TASKPOOL_TIME_LIMITS['taskpool_demo.tasks.slow']" in completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_the_backend_checks_declared_limits_and_keeps_them(migrated_database: MigratedDatabase) -> None:
+    script = """
+import json
+from django.tasks import task
+from django.tasks.exceptions import InvalidTask
+from taskpool_demo.tasks import bounded
+
+def hang():
+    pass
+
+errors = []
+for limits in ({"time_limit": 5, "soft_time_limit": 5}, {"time_limit": -1}, {"soft_time_limit": "1"}):
+    try:
+        task(**limits)(hang)
+    except InvalidTask as exc:
+        errors.append(str(exc))
+moved = bounded.using(queue_name="emails", priority=5)
+print(json.dumps({
+    "errors": errors,
+    "class": type(bounded).__name__,
+    "limits": [moved.time_limit, moved.soft_time_limit, moved.queue_name],
+}))
+"""
+    result = shell_json(migrated_database.url, script)
+    assert len(result["errors"]) == 3
+    assert "soft_time_limit (5s) must be below time_limit (5s)" in result["errors"][0]
+    assert "time_limit must be a positive number of seconds" in result["errors"][1]
+    assert "soft_time_limit must be a positive number of seconds" in result["errors"][2]
+    assert result["class"] == "TaskpoolTask"
+    assert result["limits"] == [10, 1, "emails"]  # using() keeps the options
