@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.integration.test_worker_runtime import scrape, value
@@ -299,3 +301,26 @@ print(json.dumps({
     assert "soft_time_limit must be a positive number of seconds" in result["errors"][2]
     assert result["class"] == "TaskpoolTask"
     assert result["limits"] == [10, 1, "emails"]  # using() keeps the options
+
+
+def test_start_up_recovery_needs_a_name_known_to_be_unique(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    """With the hostname fallback two workers on one host would share ids: no start-up recovery then."""
+    db = migrated_database
+    (task_id,) = enqueue(db.url, "noop", count=1)
+    host = socket.gethostname()
+    with psycopg.connect(db.dsn, autocommit=True) as conn:  # a row an earlier run on this host left RUNNING
+        conn.execute(
+            "UPDATE django_tasks_database_dbtaskresult SET status = 'RUNNING', started_at = now(),"
+            " worker_ids = %s::jsonb WHERE id = %s",
+            (json.dumps([f"{host}-0"]), task_id),
+        )
+    hostname_only = worker_runs(db.url, "--batch")
+    assert hostname_only.wait() == 0
+    assert task_rows(db.dsn)[task_id]["status"] == "RUNNING"
+
+    named = worker_runs(db.url, "--batch", f"--worker-id={host}")
+    assert named.wait() == 0
+    row = task_rows(db.dsn)[task_id]
+    assert (row["status"], row["exception_class_path"]) == ("FAILED", WORKER_LOST)
