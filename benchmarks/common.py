@@ -83,11 +83,12 @@ def clear_tasks(dsn: str) -> None:
         conn.execute("VACUUM ANALYZE django_tasks_database_dbtaskresult")
 
 
-def run_manage(database_url: str, *args: str, timeout: float = 1800) -> float:
-    """Runs `manage.py ARGS` of the demo project to completion; fails loudly with its output. Returns the CPU
-    seconds (user + system) it used, its own worker processes included (a supervisor waits for them)."""
+def run_manage(database_url: str, *args: str, timeout: float = 1800, **env: str) -> float:
+    """Runs `manage.py ARGS` of the demo project to completion (`env`: extra variables); fails loudly with its
+    output. Returns the CPU seconds (user + system) it used, its own worker processes included (a supervisor
+    waits for them)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    demo_project.run_manage(database_url, *args, timeout=timeout)
+    demo_project.run_manage(database_url, *args, timeout=timeout, **env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -41,6 +41,9 @@ QUEUE_WAIT = "taskpool_worker_task_queue_wait_seconds"
 IN_PROGRESS = "taskpool_worker_tasks_in_progress"
 PROCESS_RESTARTS = "taskpool_worker_process_restarts_total"
 PROCESSES = "taskpool_worker_processes"
+TASKS_LOST = "taskpool_worker_tasks_lost_total"
+TIME_LIMIT_KILLS = "taskpool_worker_time_limit_kills_total"
+SOFT_TIME_LIMITS = "taskpool_worker_soft_time_limits_total"
 
 # Recorded series (level:metric:operations).
 READY_BY_POOL = "namespace_pool:taskpool_queue_ready_tasks:sum"
@@ -209,6 +212,22 @@ ALERTS: tuple[Alert, ...] = (
         params=(
             Param("restarts", 3, "Worker process restarts in 15 minutes from which it fires."),
             _for("5m"),
+        ),
+    ),
+    Alert(
+        name="TaskpoolTaskTimeLimitKills",
+        values_key="taskTimeLimitKills",
+        severity="warning",
+        expr=f"sum by (namespace, pool, task) (increase({TIME_LIMIT_KILLS}[30m])) >= ${{kills}}",
+        summary="Task {{ $labels.task }} of {{ $labels.namespace }}/{{ $labels.pool }} keeps timing out.",
+        description=(
+            "{{ $value | humanize }} runs of task {{ $labels.task }} in pool {{ $labels.namespace }}/"
+            "{{ $labels.pool }} were killed at their hard time limit in 30 minutes (stored FAILED with "
+            "TimeLimitExceeded)."
+        ),
+        params=(
+            Param("kills", 3, "Hard time-limit kills of one task in 30 minutes from which it fires."),
+            _for("1m"),
         ),
     ),
 )
@@ -596,6 +615,43 @@ TASKS = Dashboard(
                     thresholds=_RATIO_STEPS,
                     max=1,
                     width=12,
+                ),
+            ),
+        ),
+        Row(
+            "Lost and time-limited tasks",
+            (
+                Panel(
+                    "Tasks lost with their worker process",
+                    "Tasks whose worker process died while running them (crash, OOM kill, SIGKILL), resolved "
+                    "by its supervisor per second, by task path and action (fail or requeue).",
+                    "timeseries",
+                    "ops",
+                    (
+                        Query(
+                            f"sum by (task, action) (rate({selector(TASKS_LOST, *_T)}[{RATE}]))",
+                            "{{task}} {{action}}",
+                        ),
+                    ),
+                    width=8,
+                ),
+                Panel(
+                    "Hard time-limit kills per task",
+                    "Tasks stopped at their hard time limit per second (process killed, task FAILED with "
+                    "TimeLimitExceeded), by task path.",
+                    "timeseries",
+                    "ops",
+                    (Query(f"sum by (task) (rate({selector(TIME_LIMIT_KILLS, *_T)}[{RATE}]))", "{{task}}"),),
+                    width=8,
+                ),
+                Panel(
+                    "Soft time limits per task",
+                    "Tasks that ran past their soft time limit (SoftTimeLimitExceeded raised inside them), "
+                    "per second, by task path.",
+                    "timeseries",
+                    "ops",
+                    (Query(f"sum by (task) (rate({selector(SOFT_TIME_LIMITS, *_T)}[{RATE}]))", "{{task}}"),),
+                    width=8,
                 ),
             ),
         ),

@@ -19,6 +19,7 @@ class LoopOptions:
     max_tasks: int | None
     log_format: str
     verbosity: int
+    time_limit: float | None = None  # the hard limit of tasks that set none (`--time-limit`)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import django
@@ -70,6 +70,12 @@ class TaskMetrics:
             "Tasks running now.",
             ("queue", "backend"),
             multiprocess_mode="livesum",
+            registry=None,
+        )
+        self.soft_time_limits = Counter(
+            "taskpool_worker_soft_time_limits",
+            "Tasks that ran past their soft time limit (SoftTimeLimitExceeded raised inside them).",
+            TASK_LABELS,
             registry=None,
         )
         self.last_poll = Gauge(
@@ -180,9 +186,17 @@ def build_info_labels() -> dict[str, str]:
 class SupervisorCollector(Collector):
     """The supervisor's own figures, computed at scrape time from its state (no multiprocess files)."""
 
-    def __init__(self, restarts: Callable[[], int], processes: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        restarts: Callable[[], int],
+        processes: Callable[[], int],
+        tasks_lost: Callable[[], Mapping[tuple[str, str, str, str], int]],
+        time_limit_kills: Callable[[], Mapping[tuple[str, str, str], int]],
+    ) -> None:
         self._restarts = restarts
         self._processes = processes
+        self._tasks_lost = tasks_lost
+        self._time_limit_kills = time_limit_kills
         self._build_info = build_info_labels()
 
     def collect(self) -> Iterable[Metric]:
@@ -194,6 +208,22 @@ class SupervisorCollector(Collector):
         yield GaugeMetricFamily(
             "taskpool_worker_processes", "Worker processes alive now.", value=self._processes()
         )
+        lost = CounterMetricFamily(
+            "taskpool_worker_tasks_lost",
+            "Tasks whose worker process died while running them, resolved by the supervisor, by action.",
+            labels=[*TASK_LABELS, "action"],
+        )
+        for labels, count in self._tasks_lost().items():
+            lost.add_metric(list(labels), count)
+        yield lost
+        kills = CounterMetricFamily(
+            "taskpool_worker_time_limit_kills",
+            "Tasks stopped at their hard time limit (process killed, task stored FAILED TimeLimitExceeded).",
+            labels=list(TASK_LABELS),
+        )
+        for killed_labels, count in self._time_limit_kills().items():
+            kills.add_metric(list(killed_labels), count)
+        yield kills
         info = GaugeMetricFamily(
             "taskpool_worker_build_info", "Versions of the worker runtime.", labels=list(self._build_info)
         )

@@ -5,6 +5,16 @@ finishes its task. At `shutdown_timeout` any worker still running gets a second 
 raises SystemExit inside the task and stores it as FAILED (`builtins.SystemExit`), so the task is never left
 RUNNING; `CUTOFF_GRACE_S` later a worker still alive is killed. A second signal to the supervisor skips
 the wait. Exit code: 0 when every task finished by itself, 1 when tasks were cut off at the deadline.
+
+A worker process that dies (crash, OOM kill, SIGKILL) is restarted under a new worker id
+(`<pod>-<index>.<restart>`, django_taskpool.worker_ids), and at once (the process is known dead: no grace
+period) the RUNNING rows last claimed by its old id are resolved (django_taskpool.recovery): FAILED with
+`WorkerLost`, or READY again with `--on-worker-lost=requeue`. A process busy past its task's hard time limit
+is killed, its task stored FAILED with `TimeLimitExceeded` whatever `--on-worker-lost` says (requeueing
+would run it into the limit again), and it restarts at once. Before the first process starts, the rows an
+earlier container of the same pod left RUNNING are resolved the same way (only when the pod's name is known
+to be unique: `POD_NAME` or `--worker-id`). A recovery the database refuses is retried every
+RECOVERY_RETRY_S until it succeeds.
 """
 
 from __future__ import annotations
@@ -19,22 +29,28 @@ import signal
 import socket
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from django.db import DatabaseError, connections
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from django_taskpool import recovery
 from django_taskpool.child import child_main
 from django_taskpool.config import LoopOptions, WorkerConfig
 from django_taskpool.database import database_problem
+from django_taskpool.exceptions import TimeLimitExceeded, WorkerLost
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import SupervisorCollector
+from django_taskpool.recovery import LostAction, ResolvedTask
+from django_taskpool.worker_ids import is_worker_of_pod, worker_id
 
 logger = logging.getLogger("django_taskpool")
 
@@ -44,6 +60,22 @@ MAX_BACKOFF_S = 30.0
 STABLE_AFTER_S = 60.0  # a worker that ran this long before crashing restarts after FIRST_BACKOFF_S again
 SUPERVISOR_STALL_S = 30.0  # the supervisor's loop wakes every second; this long without a turn is a hang
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+RECOVERY_RETRY_S = 5.0  # a recovery the database refused is tried again this often
+
+
+@dataclass(frozen=True)
+class DeadProcess:
+    """A worker process that exited uncleanly: its RUNNING rows (if any) are still to be resolved."""
+
+    index: int
+    worker_id: str
+    exit_code: int
+    killed_after_s: float | None = None  # set when the supervisor killed it for its task's hard time limit
+
+    def cause(self) -> str:
+        if self.exit_code < 0:
+            return f"killed by {signal.Signals(-self.exit_code).name}"
+        return f"exit code {self.exit_code}"
 
 
 @dataclass
@@ -57,6 +89,9 @@ class Slot:
     restart_at: float | None = None
     backoff_s: float = FIRST_BACKOFF_S
     finished: bool = False  # exited by itself with 0 (--batch, --max-tasks): not restarted
+    restarts: int = 0  # of this index, in this supervisor's life: part of the worker id
+    killed_after_s: float | None = None  # killed by the supervisor for the hard time limit, after this long
+    crashed: bool = False  # the last exit was a crash (counted in restarts), not a time-limit kill
 
     @property
     def alive(self) -> bool:
@@ -94,27 +129,38 @@ class Supervisor:
     def __init__(
         self,
         options: LoopOptions,
-        worker_ids: list[str],
+        pod: str,
+        concurrency: int,
         *,
         metrics_dir: Path,
         heartbeat_dir: Path,
         shutdown_timeout: float,
         heartbeat_timeout: float,
         database_alias: str,
+        on_worker_lost: LostAction = LostAction.FAIL,
+        recover_at_start: bool = True,
     ) -> None:
         self._context = multiprocessing.get_context("spawn")
+        self._pod = pod
+        self._backend = options.backend_name
         self._slots = [
             Slot(
                 config=WorkerConfig(
                     index=index,
-                    worker_id=worker_id,
+                    worker_id=worker_id(pod, index),
                     heartbeat_path=heartbeat_dir / f"process-{index}",
                     options=options,
                 ),
                 heartbeat=Heartbeat(heartbeat_dir / f"process-{index}"),
             )
-            for index, worker_id in enumerate(worker_ids)
+            for index in range(concurrency)
         ]
+        self._on_worker_lost = on_worker_lost
+        self._recover_at_start = recover_at_start
+        self._dead: list[DeadProcess] = []
+        self._recovery_due = 0.0
+        self.tasks_lost: Counter[tuple[str, str, str, str]] = Counter()  # task, queue, backend, action
+        self.time_limit_kills: Counter[tuple[str, str, str]] = Counter()  # task, queue, backend
         self._metrics_dir = metrics_dir
         self._shutdown_timeout = shutdown_timeout
         self._heartbeat_timeout = heartbeat_timeout
@@ -134,7 +180,14 @@ class Supervisor:
     def registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
         MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
-        registry.register(SupervisorCollector(restarts=lambda: self.restarts, processes=self.processes_alive))
+        registry.register(
+            SupervisorCollector(
+                restarts=lambda: self.restarts,
+                processes=self.processes_alive,
+                tasks_lost=lambda: dict(self.tasks_lost),
+                time_limit_kills=lambda: dict(self.time_limit_kills),
+            )
+        )
         return registry
 
     def processes_alive(self) -> int:
@@ -185,12 +238,16 @@ class Supervisor:
         self._signals.append(signum)
 
     def run(self) -> int:
+        if self._recover_at_start:
+            self._recover_earlier_container()
         for slot in self._slots:
             self._spawn(slot)
         while True:
             self._last_turn = time.monotonic()
             self._handle_signals()
+            self._enforce_time_limits()
             self._reap()
+            self._recover_dead()
             if self._stopping_since is not None:
                 if not any(slot.alive for slot in self._slots):
                     break
@@ -201,6 +258,13 @@ class Supervisor:
                     break
                 self._restart_due()
             self._sleep()
+        self._recover_dead(retry_now=True)
+        if self._dead:
+            logger.error(
+                "exiting with the RUNNING rows of dead worker ids %s unresolved (the next start of this pod "
+                "resolves them)",
+                ", ".join(dead.worker_id for dead in self._dead),
+            )
         return 1 if self._tasks_cut_off else 0
 
     def _spawn(self, slot: Slot) -> None:
@@ -230,7 +294,24 @@ class Supervisor:
             if pid is not None:
                 mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
             slot.process = None  # not closed: the endpoint thread may still be looking at it
-            if self._stopping_since is not None:
+            killed_after_s, slot.killed_after_s = slot.killed_after_s, None
+            if exit_code != 0:
+                self._dead.append(
+                    DeadProcess(slot.config.index, slot.config.worker_id, exit_code, killed_after_s)
+                )
+                self._recovery_due = 0.0
+            if killed_after_s is not None:
+                logger.warning(
+                    "worker process %s (worker id %s) killed: task over its hard time limit (%.1fs)%s",
+                    slot.config.index,
+                    slot.config.worker_id,
+                    killed_after_s,
+                    "" if self._stopping_since is not None else "; restarting it now",
+                )
+                if self._stopping_since is None:
+                    slot.restart_at = now
+                    slot.crashed = False
+            elif self._stopping_since is not None:
                 logger.info("worker process %s stopped (exit code %s)", slot.config.index, exit_code)
             elif exit_code == 0:
                 slot.finished = True
@@ -239,13 +320,14 @@ class Supervisor:
                 ran_s = now - slot.spawned_at
                 slot.backoff_s = FIRST_BACKOFF_S if ran_s >= STABLE_AFTER_S else slot.backoff_s
                 slot.restart_at = now + slot.backoff_s
+                slot.crashed = True
                 logger.error(
                     "worker process %s (worker id %s) died with exit code %s after %.1fs%s; restart in %.0fs",
                     slot.config.index,
                     slot.config.worker_id,
                     exit_code,
                     ran_s,
-                    " while running a task, which stays RUNNING until recovered" if pulse.busy else "",
+                    f" while running a task (--on-worker-lost={self._on_worker_lost})" if pulse.busy else "",
                     slot.backoff_s,
                 )
                 slot.backoff_s = min(slot.backoff_s * 2, MAX_BACKOFF_S)
@@ -254,8 +336,134 @@ class Supervisor:
         now = time.monotonic()
         for slot in self._slots:
             if slot.restart_at is not None and now >= slot.restart_at:
-                self.restarts += 1
+                if slot.crashed:
+                    self.restarts += 1
+                # A new id: the dead process's rows are told apart from the new process's claims.
+                slot.restarts += 1
+                slot.config = replace(
+                    slot.config, worker_id=worker_id(self._pod, slot.config.index, slot.restarts)
+                )
                 self._spawn(slot)
+
+    # -- hard time limits and recovery -------------------------------------------------------------------
+
+    def _enforce_time_limits(self) -> None:
+        now = time.monotonic()
+        for slot in self._slots:
+            process = slot.process
+            if process is None or process.exitcode is not None or slot.killed_after_s is not None:
+                continue
+            pulse = slot.heartbeat.read()
+            if not (pulse.busy and 0 < pulse.deadline <= now):
+                continue
+            process.kill()
+            process.join()
+            # The process may have moved on to another task between the reading and the kill: only the task
+            # that is still the overdue one counts as over its limit (any other is a lost worker's task).
+            if slot.heartbeat.read() == pulse:
+                slot.killed_after_s = time.time() - pulse.busy_since
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [
+            pulse.deadline
+            for slot in self._slots
+            if slot.alive and (pulse := slot.heartbeat.read()).busy and pulse.deadline > 0
+        ]
+        return min(deadlines, default=None)
+
+    def _recover_earlier_container(self) -> None:
+        """RUNNING rows whose last worker id is this pod's were left by an earlier container of the pod (none
+        of this supervisor's processes runs yet). Refusing to start beats running beside them unresolved."""
+        alias = self._database_alias
+        try:
+            ids = sorted(
+                worker
+                for worker in recovery.running_worker_ids(alias, self._backend)
+                if is_worker_of_pod(worker, self._pod)
+            )
+            if ids:
+                traceback = (
+                    "WorkerLost: the worker stopped while running this task: the container of pod "
+                    f"{self._pod} restarted (killed, OOM-killed or crashed), and the new container's "
+                    "taskpool supervisor resolved the task at start-up "
+                    f"(--on-worker-lost={self._on_worker_lost})"
+                )
+                self._record_lost(self._resolve_lost(ids, traceback))
+        finally:
+            connections[alias].close()
+
+    def _recover_dead(self, *, retry_now: bool = False) -> None:
+        now = time.monotonic()
+        if not self._dead or (now < self._recovery_due and not retry_now):
+            return
+        alias = self._database_alias
+        try:
+            while self._dead:
+                dead = self._dead[0]
+                if dead.killed_after_s is not None:
+                    self._record_time_limit_kill(dead, self._resolve_time_limit(dead))
+                else:
+                    traceback = (
+                        f"WorkerLost: worker process {dead.index} (worker id {dead.worker_id}) of pod "
+                        f"{self._pod} died while running this task ({dead.cause()}), so the taskpool "
+                        f"supervisor resolved the task (--on-worker-lost={self._on_worker_lost})"
+                    )
+                    self._record_lost(self._resolve_lost([dead.worker_id], traceback))
+                self._dead.pop(0)
+        except DatabaseError as exc:
+            self._recovery_due = now + RECOVERY_RETRY_S
+            logger.error(  # noqa: TRY400 - one line: an outage is not a bug
+                "cannot resolve the tasks of dead worker id(s) %s yet (retrying every %.0fs): %s",
+                ", ".join(dead.worker_id for dead in self._dead),
+                RECOVERY_RETRY_S,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
+        finally:
+            connections[alias].close()
+
+    def _resolve_lost(self, worker_ids: list[str], traceback: str) -> list[ResolvedTask]:
+        if self._on_worker_lost is LostAction.REQUEUE:
+            return recovery.requeue(self._database_alias, self._backend, worker_ids)
+        return recovery.fail(self._database_alias, self._backend, worker_ids, WorkerLost, traceback)
+
+    def _resolve_time_limit(self, dead: DeadProcess) -> list[ResolvedTask]:
+        traceback = (
+            "TimeLimitExceeded: the task ran past its hard time limit, so the taskpool supervisor killed "
+            f"worker process {dead.index} (worker id {dead.worker_id}) of pod {self._pod} after "
+            f"{dead.killed_after_s or 0.0:.1f}s"
+        )
+        alias, backend = self._database_alias, self._backend
+        return recovery.fail(alias, backend, [dead.worker_id], TimeLimitExceeded, traceback)
+
+    def _record_lost(self, resolved: list[ResolvedTask]) -> None:
+        action = str(self._on_worker_lost)
+        for task in resolved:
+            self.tasks_lost[task.task_path, task.queue_name, task.backend_name, action] += 1
+            logger.warning(
+                "task id=%s path=%s queue=%s outcome=worker_lost action=%s",
+                task.id,
+                task.task_path,
+                task.queue_name,
+                action,
+                extra={
+                    "task_id": task.id,
+                    "task_path": task.task_path,
+                    "queue": task.queue_name,
+                    "action": action,
+                },
+            )
+
+    def _record_time_limit_kill(self, dead: DeadProcess, resolved: list[ResolvedTask]) -> None:
+        for task in resolved:
+            self.time_limit_kills[task.task_path, task.queue_name, task.backend_name] += 1
+            logger.warning(
+                "task id=%s path=%s queue=%s outcome=time_limit_exceeded duration=%.3fs",
+                task.id,
+                task.task_path,
+                task.queue_name,
+                dead.killed_after_s or 0.0,
+                extra={"task_id": task.id, "task_path": task.task_path, "queue": task.queue_name},
+            )
 
     def _handle_signals(self) -> None:
         while self._signals:
@@ -299,9 +507,16 @@ class Supervisor:
                     os.kill(slot.process.pid, signum)
 
     def _sleep(self) -> None:
-        """Waits up to a second, waking at once when a worker exits or a signal arrives."""
+        """Waits up to a second (or until the next hard deadline or recovery retry), waking at once when a
+        worker exits or a signal arrives."""
         sentinels: list[Any] = [slot.process.sentinel for slot in self._slots if slot.process is not None]
-        wait([*sentinels, self._wakeup_read], timeout=1.0)
+        timeout = 1.0
+        deadline = self._next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        if self._dead:
+            timeout = min(timeout, max(0.0, self._recovery_due - time.monotonic()))
+        wait([*sentinels, self._wakeup_read], timeout=timeout)
         with contextlib.suppress(BlockingIOError):
             while self._wakeup_read.recv(4096):
                 pass

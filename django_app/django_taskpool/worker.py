@@ -9,6 +9,9 @@ The claim logic is upstream's, untouched. This subclass only
   and the start of the task, leaving the row RUNNING forever. Here a signal inside a turn lets the turn
   finish (a task it claimed runs to completion) and the loop then ends by itself.
 - A second signal is upstream's: `SystemExit(1)` raised inside the running task, stored as FAILED.
+- applies the task's time limits (django_taskpool.time_limits): the hard deadline goes into the heartbeat for
+  the supervisor to enforce, the soft one arms an alarm for the duration of the task. A task without limits
+  arms nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from django.db import OperationalError
+from django.utils.module_loading import import_string
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from prometheus_client import Gauge
@@ -30,14 +34,28 @@ from django_taskpool import logs
 from django_taskpool.config import WorkerConfig
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
+from django_taskpool.time_limits import SoftTimeLimitAlarm, TimeLimits, configured_limits, resolve
 
 logger = logging.getLogger("django_taskpool")
 
 
 class TaskpoolWorker(Worker):
-    def __init__(self, *, index: int, heartbeat: Heartbeat, metrics: TaskMetrics, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        index: int,
+        heartbeat: Heartbeat,
+        metrics: TaskMetrics,
+        default_time_limit: float | None,
+        **kwargs: Any,
+    ) -> None:
         self._heartbeat = heartbeat
         self._metrics = metrics
+        self._configured_limits = configured_limits()
+        self._default_time_limit = default_time_limit
+        self._limits: dict[str, TimeLimits] = {}  # by task path: fixed for the life of the process
+        self._soft_limit_labels: tuple[str, str, str] = ("", "", "")
+        self._soft_alarm = SoftTimeLimitAlarm(self._on_soft_limit)
         self._poll_gauge = metrics.last_poll.labels(process=str(index))
         self._parent_pid = os.getppid()
         # True between turns of the loop (sleeping, or not started yet): the only time exiting is safe.
@@ -76,7 +94,15 @@ class TaskpoolWorker(Worker):
             sys.exit(0)
 
     def run_task(self, db_task_result: DBTaskResult[..., Any]) -> None:
-        self._heartbeat.busy(time.time())
+        limits = self._limits_of(db_task_result.task_path)
+        self._heartbeat.busy(time.time(), time.monotonic() + limits.hard if limits.hard else 0.0)
+        if limits.soft:
+            self._soft_limit_labels = (
+                db_task_result.task_path,
+                db_task_result.queue_name,
+                db_task_result.backend_name,
+            )
+            self._soft_alarm.arm(limits.soft)
         key = (db_task_result.queue_name, db_task_result.backend_name)
         in_progress = self._in_progress.get(key)
         if in_progress is None:
@@ -85,8 +111,24 @@ class TaskpoolWorker(Worker):
         try:
             super().run_task(db_task_result)
         finally:
+            if limits.soft:
+                self._soft_alarm.disarm()
             in_progress.dec()
             self._heartbeat.idle()
+
+    def _limits_of(self, task_path: str) -> TimeLimits:
+        limits = self._limits.get(task_path)
+        if limits is None:
+            try:
+                task = import_string(task_path)
+            except ImportError:
+                task = None  # upstream's run_task stores the import error as the task's failure
+            limits = resolve(task, self._configured_limits.get(task_path), self._default_time_limit)
+            self._limits[task_path] = limits
+        return limits
+
+    def _on_soft_limit(self) -> None:
+        self._metrics.soft_time_limits.labels(*self._soft_limit_labels).inc()
 
 
 def run_worker(config: WorkerConfig) -> int:
@@ -101,6 +143,7 @@ def run_worker(config: WorkerConfig) -> int:
         index=config.index,
         heartbeat=heartbeat,
         metrics=metrics,
+        default_time_limit=options.time_limit,
         queue_names=options.queue_names,
         interval=options.interval,
         batch=options.batch,

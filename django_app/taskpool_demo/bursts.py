@@ -77,6 +77,10 @@ KINDS: dict[str, tuple[Task[Any, Any], Callable[[int, dict[str, Any]], Arguments
         tasks.slow,
         lambda i, body: ((), {"duration": _number(body, "duration", 5.0, 0, MAX_DURATION_S)}),
     ),
+    "bounded": (
+        tasks.bounded,
+        lambda i, body: ((), {"duration": _number(body, "duration", 5.0, 0, MAX_DURATION_S)}),
+    ),
     "context": (
         tasks.with_context,
         lambda i, body: ((), {"label": f"burst-{i}"}),

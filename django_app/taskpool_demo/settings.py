@@ -1,9 +1,11 @@
 """Settings of the demo project, configured from the environment.
 
 Required: `DATABASE_URL` (a PostgreSQL URL). Optional: `DJANGO_DEBUG=1`, `DJANGO_SECRET_KEY`,
-`DJANGO_ALLOWED_HOSTS` (comma list), `DJANGO_LOG_LEVEL`, `TASKPOOL_DEMO_EMAIL_BACKEND` (console, locmem).
+`DJANGO_ALLOWED_HOSTS` (comma list), `DJANGO_LOG_LEVEL`, `TASKPOOL_DEMO_EMAIL_BACKEND` (console, locmem),
+`TASKPOOL_DEMO_TIME_LIMITS` (JSON for the `TASKPOOL_TIME_LIMITS` setting, used by tests and benchmarks).
 """
 
+import json
 import os
 
 import dj_database_url
@@ -60,7 +62,7 @@ TIME_ZONE = "UTC"
 
 TASKS = {
     "default": {
-        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "BACKEND": "django_taskpool.backend.DatabaseBackend",
         "QUEUES": ["default", "emails", "reports"],
     },
 }
@@ -75,6 +77,7 @@ if _email_backend not in _EMAIL_BACKENDS:
         f"TASKPOOL_DEMO_EMAIL_BACKEND must be one of {', '.join(_EMAIL_BACKENDS)}, not {_email_backend!r}"
     )
 EMAIL_BACKEND = _EMAIL_BACKENDS[_email_backend]
+TASKPOOL_TIME_LIMITS = json.loads(os.environ.get("TASKPOOL_DEMO_TIME_LIMITS") or "{}")
 DEFAULT_FROM_EMAIL = "taskpool-demo@example.com"
 
 LOGGING = {

@@ -10,6 +10,8 @@ from typing import Any
 from django.core.mail import send_mail
 from django.tasks import TaskContext, task
 
+from django_taskpool.exceptions import SoftTimeLimitExceeded
+
 
 class FlakyTaskError(RuntimeError):
     """Raised on purpose by `flaky` so failures show up in results, logs and metrics."""
@@ -57,6 +59,17 @@ def slow(duration: float) -> float:
     """Waits `duration` seconds without using the CPU (an I/O-bound task: an API call, an upload)."""
     time.sleep(duration)
     return duration
+
+
+@task(time_limit=10, soft_time_limit=1)
+def bounded(duration: float) -> dict[str, Any]:
+    """Waits up to `duration` seconds, but stops and cleans up at its soft time limit (1 s; hard: 10 s)."""
+    started = time.monotonic()
+    try:
+        time.sleep(duration)
+    except SoftTimeLimitExceeded:
+        return {"stopped_early": True, "after_s": round(time.monotonic() - started, 3)}
+    return {"stopped_early": False, "after_s": round(time.monotonic() - started, 3)}
 
 
 @task(takes_context=True)

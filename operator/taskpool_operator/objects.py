@@ -79,7 +79,12 @@ def worker_command(pool: Pool) -> list[str]:
         str(pool.metrics_port),
         "--shutdown-timeout",
         _seconds_flag(pool.shutdown_timeout_s),
+        "--on-worker-lost",
+        # A process that died inside a live pod is known dead: no grace period, and nothing to only report.
+        "requeue" if pool.orphans.action == "Requeue" else "fail",
     ]
+    if pool.time_limit_s is not None:
+        flags += ["--time-limit", _seconds_flag(pool.time_limit_s)]
     return command + flags + list(pool.worker.get("args") or ())
 
 

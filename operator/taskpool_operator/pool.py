@@ -101,6 +101,12 @@ class Pool:
         return parse_duration(self.worker["shutdownTimeout"])
 
     @property
+    def time_limit_s(self) -> float | None:
+        """The pool's default hard time limit of a task (`--time-limit`); None when unset."""
+        limit = self.worker.get("timeLimit")
+        return parse_duration(limit) if limit else None
+
+    @property
     def fixed_replicas(self) -> int:
         """Pods when scaling is disabled: spec.replicas, else minReplicas."""
         if self.manual_replicas is not None:
@@ -164,6 +170,11 @@ class Pool:
                 f"{GRACE_MARGIN_S:g}s"
             )
         parse_duration(self.worker["interval"])
+        if self.time_limit_s is not None and self.time_limit_s > self.shutdown_timeout_s:
+            raise InvalidPool(
+                "worker.timeLimit must not exceed worker.shutdownTimeout, so a stopping worker's task ends "
+                "by itself or at its time limit before the shutdown deadline"
+            )
 
 
 def scaling_spec(pool: Pool) -> ScalingSpec:

@@ -1,9 +1,9 @@
 """Which worker pod a worker id belongs to (pure). `parse_worker_id` is the operator's only reader of ids.
 
-Worker ids are `<pod name>-<process index>` (docs/contracts.md, django_taskpool.worker_ids), optionally with a
-restart generation after the index (`<pod name>-<process index>-g<generation>`); when longer than 64
-characters, characters are dropped from the start of the pod name, keeping its unique end. Pool names are at
-most 35 characters (the CRD), so the pods of `<pool>-workers` have names of at most 60 characters.
+Worker ids are `<pod name>-<process index>`, or `<pod name>-<process index>.<restart>` for a restarted
+process (docs/contracts.md, django_taskpool.worker_ids); when longer than 64 characters, characters are
+dropped from the start of the pod name, keeping its unique end. Pool names are at most 35 characters (the
+CRD), so the pods of `<pool>-workers` have names of at most 60 characters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Final
 from taskpool_operator.objects import deployment_name
 
 WORKER_ID_MAX_LENGTH: Final = 64
-_WORKER_ID: Final = re.compile(r"(?P<pod>.+)-(?P<index>[0-9]+)(?:-g(?P<generation>[0-9]+))?")
+_WORKER_ID: Final = re.compile(r"(?P<pod>.+)-(?P<index>[0-9]+)(?:\.(?P<restart>[0-9]+))?")
 # A Deployment's pods are `<deployment>-<pod-template-hash>-<random suffix>` (up to 10 and exactly 5 chars).
 _DEPLOYMENT_POD: Final = re.compile(r"(?P<deployment>.+)-[a-z0-9]{1,10}-[a-z0-9]{5}")
 
@@ -26,7 +26,7 @@ class WorkerId:
     pod: str
     """The pod name, or its end when the id was trimmed (`trimmed`)."""
     index: int
-    generation: int | None
+    restart: int | None
     trimmed: bool
 
     def is_of(self, pod_name: str) -> bool:
@@ -40,11 +40,11 @@ def parse_worker_id(worker_id: str) -> WorkerId | None:
     match = _WORKER_ID.fullmatch(worker_id)
     if match is None:
         return None
-    generation = match["generation"]
+    restart = match["restart"]
     return WorkerId(
         pod=match["pod"],
         index=int(match["index"]),
-        generation=None if generation is None else int(generation),
+        restart=None if restart is None else int(restart),
         trimmed=len(worker_id) >= WORKER_ID_MAX_LENGTH,
     )
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -274,7 +276,9 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
     db = migrated_database
     missing_db = postgres.to_url(postgres.with_database(postgres_admin_dsn, "taskpool_does_not_exist"))
 
-    worker = worker_runs(db.url, "--queue-name=*", "--concurrency=2", env={"POD_NAME": WORKER_POD})
+    worker = worker_runs(
+        db.url, "--queue-name=*", "--concurrency=2", "--time-limit=3", env={"POD_NAME": WORKER_POD}
+    )
     worker.wait_ready(processes=2)
     targets_file = tmp_path / "pods.json"
     stop_discovery = threading.Event()
@@ -286,6 +290,19 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
     pod_job = podmonitor_scrape_config(targets_file, namespace)
     prometheus = start_prometheus(prometheus_config(operator.metrics_port, worker.port, namespace, pod_job))
     start = time.time()
+    # Lost and time-limited tasks, on the local worker before the pool has a pod to take them: a task whose
+    # process is killed, one past its hard limit (--time-limit=3), one past its soft limit (`bounded`).
+    faults = enqueue(db.url, "slow", count=1, duration=2.5)
+    busy = wait_until(
+        lambda: next((p for p in worker.health()["processes"] if p["busy"]), None), 30, "a busy process"
+    )
+    os.kill(busy["pid"], signal.SIGKILL)
+    faults += enqueue(db.url, "slow", count=1, duration=30) + enqueue(db.url, "bounded", count=1, duration=5)
+    wait_until(
+        lambda: all(task_rows(db.dsn)[i]["status"] in {"SUCCESSFUL", "FAILED"} for i in faults),
+        60,
+        "the lost and time-limited tasks to be resolved",
+    )
     create_pool(cluster, namespace, POOL, db.url)
     create_pool(cluster, namespace, BROKEN_POOL, missing_db)
     wait_until(

@@ -75,6 +75,8 @@ def test_a_valid_pool_is_stored_with_its_defaults(
             {"spec.worker.shutdownTimeout": "60s", "spec.worker.terminationGracePeriodSeconds": 62},
             "must exceed worker.shutdownTimeout",
         ),
+        ({"spec.worker.timeLimit": "10m"}, "worker.timeLimit must not exceed worker.shutdownTimeout"),
+        ({"spec.worker.timeLimit": "500ms"}, "worker.timeLimit must be between 1s and 24h"),
         ({"metadata.name": "a" * 36}, "metadata.name"),
         ({"spec.orphans": {"action": "Retry"}}, "spec.orphans.action"),
         ({"spec.orphans": {"gracePeriod": "500ms"}}, "orphans.gracePeriod must be between 1s and 24h"),

@@ -207,11 +207,13 @@ def test_concurrency_claims_in_parallel_and_restarts_a_killed_process(
         )
 
     wait_until(restarted, 60, "the killed process to be restarted")
-    # SIGKILL leaves the task RUNNING: recovering orphans is the operator's job.
-    assert task_rows(db.dsn)[victim_task]["status"] == "RUNNING"
+    # The supervisor resolved the killed process's task (tests/integration/test_worker_faults.py has more).
+    assert task_rows(db.dsn)[victim_task]["status"] == "FAILED"
+    assert task_rows(db.dsn)[victim_task]["exception_class_path"] == "django_taskpool.exceptions.WorkerLost"
 
-    # The restarted process (same worker id, new pid) claims work again; everything else finishes.
-    wait_until(lambda: run.log().count(f"worker_id={victim['worker_id']} ") == 2, 60, "the restart to poll")
+    # The restarted process (a new worker id, new pid) claims work again; everything else finishes.
+    restarted_id = f"{victim['worker_id']}.1"
+    wait_until(lambda: run.log().count(f"worker_id={restarted_id} ") == 1, 60, "the restart to poll")
     enqueue(db.url, "slow", count=6, duration=0.3)  # enough work that every process gets some
 
     def done() -> bool:
@@ -221,7 +223,7 @@ def test_concurrency_claims_in_parallel_and_restarts_a_killed_process(
     wait_until(done, 120, "the remaining tasks to finish")
     rows = task_rows(db.dsn)
     claimed_after_restart = {row["worker_ids"][-1] for i, row in rows.items() if i != victim_task}
-    assert victim["worker_id"] in claimed_after_restart, run.log()
+    assert restarted_id in claimed_after_restart, run.log()
     assert "died with exit code -9" in run.log()
     run.signal(signal.SIGTERM)
     assert run.wait() == 0

@@ -90,8 +90,29 @@ def test_worker_command_carries_the_pool_flags() -> None:
         "--interval", "0.5",
         "--metrics-port", "9100",
         "--shutdown-timeout", "45",
+        "--on-worker-lost", "fail",
         "--verbosity", "2",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("action", "flag"), [("Fail", "fail"), ("Requeue", "requeue"), ("Report", "fail")])
+def test_worker_lost_action_follows_the_orphan_action(action: str, flag: str) -> None:
+    pool = Pool.from_body(body(orphans={"action": action}))
+    command = container(objects.build_worker_deployment_spec(pool, 1))["command"]
+    assert command[command.index("--on-worker-lost") + 1] == flag
+
+
+def test_time_limit_is_passed_only_when_set() -> None:
+    unlimited = container(objects.build_worker_deployment_spec(Pool.from_body(body()), 1))["command"]
+    assert "--time-limit" not in unlimited
+    pool = Pool.from_body(body(worker={"timeLimit": "2m30s", "shutdownTimeout": "5m"}))
+    command = container(objects.build_worker_deployment_spec(pool, 1))["command"]
+    assert command[command.index("--time-limit") + 1] == "150"
+
+
+def test_time_limit_above_the_shutdown_timeout_is_invalid() -> None:
+    with pytest.raises(InvalidPool, match=r"timeLimit must not exceed worker\.shutdownTimeout"):
+        Pool.from_body(body(worker={"timeLimit": "10m", "shutdownTimeout": "5m"}))
 
 
 def test_command_override_keeps_the_flags_and_excludes_go_with_star() -> None:

@@ -10,6 +10,11 @@ POD = "emails-workers-7d9f8c6b5d-x2k4q"
 def test_worker_ids_map_to_their_pod() -> None:
     assert workers.pod_of_worker(f"{POD}-0") == POD
     assert workers.pod_of_worker(f"{POD}-12") == POD
+    # A restarted process: `<pod>-<index>.<restart>`.
+    assert workers.pod_of_worker(f"{POD}-0.1") == POD
+    assert workers.pod_of_worker(f"{POD}-3.17") == POD
+    assert workers.is_pool_worker("emails", f"{POD}-3.17")
+    assert workers.busy_pods([f"{POD}-1.2"], {POD}) == {POD}
 
 
 def test_only_this_pools_pods_are_claimed() -> None:
@@ -34,24 +39,24 @@ def test_orphans_are_ids_of_this_pool_without_a_live_pod() -> None:
 
 
 def test_ids_with_a_restart_generation_map_to_the_same_pod() -> None:
-    assert workers.parse_worker_id(f"{POD}-3-g2") == workers.WorkerId(POD, 3, 2, trimmed=False)
+    assert workers.parse_worker_id(f"{POD}-3.2") == workers.WorkerId(POD, 3, 2, trimmed=False)
     assert workers.parse_worker_id(f"{POD}-3") == workers.WorkerId(POD, 3, None, trimmed=False)
-    assert workers.pod_of_worker(f"{POD}-12-g7") == POD
-    assert workers.is_pool_worker("emails", f"{POD}-0-g1")
-    assert workers.busy_pods([f"{POD}-1-g4"], {POD}) == {POD}
-    assert workers.orphaned_worker_ids("emails", [f"{POD}-1-g4"], set()) == {f"{POD}-1-g4"}
+    assert workers.pod_of_worker(f"{POD}-12.7") == POD
+    assert workers.is_pool_worker("emails", f"{POD}-0.1")
+    assert workers.busy_pods([f"{POD}-1.4"], {POD}) == {POD}
+    assert workers.orphaned_worker_ids("emails", [f"{POD}-1.4"], set()) == {f"{POD}-1.4"}
 
 
 def test_a_pod_whose_random_suffix_is_digits_keeps_it() -> None:
     pod = "emails-workers-7d9f8c6b5d-24567"
     assert workers.pod_of_worker(f"{pod}-0") == pod
-    assert workers.pod_of_worker(f"{pod}-0-g3") == pod
+    assert workers.pod_of_worker(f"{pod}-0.3") == pod
 
 
 def test_a_trimmed_id_maps_to_the_pod_whose_name_ends_with_it() -> None:
     pool = "p" * 35
     pod = f"{pool}-workers-7d9f8c6b5d-x2k4q"  # 60 characters, the longest a pool's pod can have
-    worker_id = f"{pod}-0-g10"[-workers.WORKER_ID_MAX_LENGTH :]
+    worker_id = f"{pod}-0.10"[-workers.WORKER_ID_MAX_LENGTH :]
     parsed = workers.parse_worker_id(worker_id)
     assert parsed is not None
     assert parsed.trimmed

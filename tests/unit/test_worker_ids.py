@@ -1,4 +1,4 @@
-"""Worker ids: `<pod>-<index>`, at most 64 characters, trimmed from the start of the pod name."""
+"""Worker ids: `<pod>-<index>[.<restart>]`, at most 64 characters, trimmed from the start of the pod name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_taskpool.worker_ids import MAX_WORKER_ID_LENGTH, pod_name, worker_id
+from django_taskpool.worker_ids import MAX_WORKER_ID_LENGTH, is_worker_of_pod, pod_name, worker_id
+from taskpool_operator.workers import pod_of_worker
 
 pytestmark = pytest.mark.unit
 
@@ -36,6 +37,37 @@ def test_never_longer_than_64_and_maps_back_to_the_pod(pod: str, index: int) -> 
     assert parsed_index == str(index)
     assert pod.endswith(prefix)
     assert prefix == pod or len(result) == MAX_WORKER_ID_LENGTH
+
+
+def test_restarted_processes_get_a_new_id() -> None:
+    pod = "reports-workers-7d9f8c6b5d-x2x4q"
+    assert worker_id(pod, 0, restart=0) == f"{pod}-0"
+    assert worker_id(pod, 0, restart=1) == f"{pod}-0.1"
+    assert worker_id(pod, 2, restart=13) == f"{pod}-2.13"
+
+
+@given(
+    pod=dns, index=st.integers(min_value=0, max_value=256), restart=st.integers(min_value=0, max_value=10**6)
+)
+def test_every_generation_maps_back_to_its_pod_on_both_sides(pod: str, index: int, restart: int) -> None:
+    result = worker_id(pod, index, restart)
+    assert len(result) <= MAX_WORKER_ID_LENGTH
+    # The operator's parser (taskpool_operator.workers) and the contract's rpartition agree.
+    prefix = pod_of_worker(result)
+    assert prefix == result.rpartition("-")[0]
+    assert pod.endswith(prefix)
+    assert prefix == pod or len(result) == MAX_WORKER_ID_LENGTH
+    assert is_worker_of_pod(result, pod)
+
+
+def test_ids_of_other_pods_are_not_this_pods() -> None:
+    pod = "emails-workers-7d9f8c6b5d-x2x4q"
+    assert is_worker_of_pod(f"{pod}-1.4", pod)
+    assert not is_worker_of_pod("emails-workers-7d9f8c6b5d-abcde-0", pod)
+    # An untrimmed id names its whole pod: a pod whose name merely ends the same way is another pod.
+    assert not is_worker_of_pod("x2x4q-0", pod)
+    assert not is_worker_of_pod(pod, pod)  # no process index
+    assert not is_worker_of_pod("3f2a9c1d0b8e4f6a7c5d2e1b0a9f8e7d", pod)  # db_worker's random ids
 
 
 @given(

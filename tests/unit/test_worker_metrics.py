@@ -117,7 +117,14 @@ def test_task_line_carries_id_path_queue_outcome_and_duration(caplog: pytest.Log
 
 def test_supervisor_collector() -> None:
     registry = CollectorRegistry()
-    registry.register(metrics.SupervisorCollector(restarts=lambda: 2, processes=lambda: 3))
+    registry.register(
+        metrics.SupervisorCollector(
+            restarts=lambda: 2,
+            processes=lambda: 3,
+            tasks_lost=lambda: {("app.tasks.a", "emails", "default", "fail"): 4},
+            time_limit_kills=lambda: {("app.tasks.b", "default", "default"): 1},
+        )
+    )
     samples = {
         s.name: s
         for f in text_string_to_metric_families(generate_latest(registry).decode())
@@ -125,4 +132,14 @@ def test_supervisor_collector() -> None:
     }
     assert samples["taskpool_worker_process_restarts_total"].value == 2
     assert samples["taskpool_worker_processes"].value == 3
+    lost = samples["taskpool_worker_tasks_lost_total"]
+    assert (lost.value, lost.labels) == (
+        4,
+        {"task": "app.tasks.a", "queue": "emails", "backend": "default", "action": "fail"},
+    )
+    kills = samples["taskpool_worker_time_limit_kills_total"]
+    assert (kills.value, kills.labels) == (
+        1,
+        {"task": "app.tasks.b", "queue": "default", "backend": "default"},
+    )
     assert samples["taskpool_worker_build_info"].labels["django_tasks_db_version"] == "0.13.0"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, DEFAULT_TASK_QUEUE_NAME
 from django_tasks_db.management.commands.db_worker import (
     valid_backend_name,
@@ -20,8 +22,10 @@ from django_taskpool import logs
 from django_taskpool.config import LoopOptions
 from django_taskpool.database import database_alias, database_problem
 from django_taskpool.endpoints import EndpointServer
+from django_taskpool.recovery import LostAction
 from django_taskpool.supervisor import Supervisor, runtime_directories
-from django_taskpool.worker_ids import MAX_WORKER_ID_LENGTH, pod_name, worker_id
+from django_taskpool.time_limits import configured_limits
+from django_taskpool.worker_ids import pod_name
 
 logger = logging.getLogger("django_taskpool")
 
@@ -113,7 +117,24 @@ class Command(BaseCommand):
             dest="worker_id_prefix",
             type=_worker_id_prefix,
             default=None,
-            help="Prefix of the worker ids '<prefix>-<index>' (default: $POD_NAME, else the hostname).",
+            help="Prefix of the worker ids '<prefix>-<index>' (default: $POD_NAME, else the hostname). "
+            "Must be unique: rows left RUNNING under it by an earlier run are resolved at start-up.",
+        )
+        runtime.add_argument(
+            "--on-worker-lost",
+            type=LostAction,
+            choices=list(LostAction),
+            default=LostAction.FAIL,
+            help="What happens to the task of a worker process that died: 'fail' stores it FAILED "
+            "(django_taskpool.exceptions.WorkerLost), 'requeue' makes it READY again (default: %(default)s).",
+        )
+        runtime.add_argument(
+            "--time-limit",
+            type=_positive_seconds,
+            default=None,
+            help="Hard time limit in seconds of tasks that set none (their own time_limit, then "
+            "TASKPOOL_TIME_LIMITS): past it the process is killed and the task stored FAILED "
+            "(TimeLimitExceeded). Default: none.",
         )
         runtime.add_argument(
             "--shutdown-timeout",
@@ -153,8 +174,10 @@ class Command(BaseCommand):
         if excluded and "*" not in queue_names:
             raise CommandError("--exclude-queues can only be used with --queue-name='*'")
         prefix = options["worker_id_prefix"] or pod_name()
-        worker_ids = [worker_id(prefix, index) for index in range(options["concurrency"])]
-        assert all(len(worker) <= MAX_WORKER_ID_LENGTH for worker in worker_ids)
+        try:
+            configured_limits()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
 
         logs.configure(options["log_format"], options["verbosity"])
         multiprocessing.current_process().name = "supervisor"
@@ -173,16 +196,21 @@ class Command(BaseCommand):
             max_tasks=options["max_tasks"],
             log_format=options["log_format"],
             verbosity=options["verbosity"],
+            time_limit=options["time_limit"],
         )
         with runtime_directories() as (metrics_dir, heartbeat_dir):
             supervisor = Supervisor(
                 loop_options,
-                worker_ids,
+                prefix,
+                options["concurrency"],
                 metrics_dir=metrics_dir,
                 heartbeat_dir=heartbeat_dir,
                 shutdown_timeout=options["shutdown_timeout"],
                 heartbeat_timeout=options["heartbeat_timeout"],
                 database_alias=alias,
+                on_worker_lost=options["on_worker_lost"],
+                # Only a name known to be unique (the pod's, or given) may claim the rows left under it.
+                recover_at_start=bool(options["worker_id_prefix"] or os.environ.get("POD_NAME", "").strip()),
             )
             try:
                 server = EndpointServer(
@@ -203,11 +231,16 @@ class Command(BaseCommand):
                 "serving /metrics, /healthz and /readyz on http://%s:%s; %s worker process(es), queues %s",
                 host,
                 port,
-                len(worker_ids),
+                options["concurrency"],
                 ",".join(queue_names),
             )
             try:
                 exit_code = supervisor.run()
+            except DatabaseError as exc:  # only the start-up recovery lets one through
+                raise CommandError(
+                    f"cannot resolve the tasks an earlier run of {prefix} left RUNNING: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                ) from None
             finally:
                 server.shutdown()
                 server.server_close()

@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--task", choices=list(KINDS), default="report")
         parser.add_argument("--count", type=int, default=1)
         parser.add_argument("--queue", help="default: the task's own queue")
-        parser.add_argument("--duration", type=float, help="seconds (report, slow)")
+        parser.add_argument("--duration", type=float, help="seconds (report, slow, bounded)")
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--run-after", type=float, help="seconds from now")
         parser.add_argument("--failure-rate", type=float, help="0..1 (flaky)")
