@@ -77,9 +77,16 @@ class TaskMetrics:
             TASK_LABELS,
             registry=None,
         )
+        self.retries = Counter(
+            "taskpool_worker_task_retries",
+            "Failed attempts of tasks with a retry policy, by outcome: retried (READY again after a backoff) "
+            "or exhausted (no attempt left: stored FAILED).",
+            (*TASK_LABELS, "outcome"),
+            registry=None,
+        )
         self.last_poll = Gauge(
             "taskpool_worker_last_poll_timestamp_seconds",
-            "When each live worker process last polled the task table (a busy process does not poll).",
+            "When each live worker loop (process, or process_thread with --threads) last polled the tasks.",
             ("process",),
             multiprocess_mode="livemax",
             registry=None,
@@ -126,7 +133,10 @@ def task_labels(task_result: AnyTaskResult) -> tuple[str, str, str]:
 
 
 def outcome_of(task_result: AnyTaskResult) -> str:
-    return "successful" if task_result.status == TaskResultStatus.SUCCESSFUL else "failed"
+    """`retried`: the attempt failed and the row is READY again for a later one (django_taskpool.retries)."""
+    if task_result.status == TaskResultStatus.SUCCESSFUL:
+        return "successful"
+    return "retried" if task_result.status == TaskResultStatus.READY else "failed"
 
 
 def _seconds_between(start: datetime.datetime | None, end: datetime.datetime | None) -> float | None:

@@ -23,12 +23,13 @@ class Command(BaseCommand):
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--run-after", type=float, help="seconds from now")
         parser.add_argument("--failure-rate", type=float, help="0..1 (flaky)")
+        parser.add_argument("--failures", type=int, help="attempts that fail first (fails_first)")
         parser.add_argument("--json", action="store_true", help="print the ids as a JSON list")
 
     def handle(self, *args: Any, **options: Any) -> None:
         body = {
             key: options[key]
-            for key in ("task", "count", "queue", "duration", "priority", "run_after", "failure_rate")
+            for key in ("task", "count", "queue", "duration", "priority", "run_after", "failure_rate", "failures")
             if options[key] is not None
         }
         try:

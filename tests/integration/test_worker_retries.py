@@ -1,0 +1,153 @@
+"""Retries on the same row, and `--threads`, on a real PostgreSQL with real worker processes.
+
+A task that fails twice and then succeeds under `max_attempts=3` is one row, SUCCESSFUL after 3 attempts, each
+claimed no earlier than the `run_after` its failure wrote, and never seen FAILED on the way; with
+`max_attempts=2` it ends FAILED after 2. A worker stopped while a task waits out its backoff leaves it READY
+with that `run_after`. With `--threads 8` one process runs 8 sleeping tasks at once and a SIGTERM lets all
+of them finish.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.test_worker_runtime import scrape, value
+from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, task_rows, wait_until
+
+pytestmark = pytest.mark.integration
+
+StartWorker = Callable[..., WorkerRun]
+POD = "retries-workers-7d9f8c6b5d-r3t2y"
+
+
+def watch_row(dsn: str, task_id: str, done: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """Every distinct state (status, attempts, run_after, started_at) the row passes through until `done`."""
+    seen: list[dict[str, Any]] = []
+
+    def poll() -> bool:
+        row = task_rows(dsn)[task_id]
+        state = {key: row[key] for key in ("status", "run_after", "started_at", "exception_class_path")}
+        state["attempts"] = len(row["worker_ids"])
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return done(row)
+
+    wait_until(poll, 60, f"task {task_id} to finish", interval=0.02)
+    return seen
+
+
+def test_a_task_failing_twice_succeeds_on_its_third_attempt_in_the_same_row(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    # `fails_first` declares @task(max_attempts=3, retry_backoff=1.0, retry_on=(NotYetError,)).
+    (task_id,) = enqueue(db.url, "fails_first", failures=2)
+    run = worker_runs(db.url, "--interval=0.05", env={"POD_NAME": POD})
+    run.wait_ready()
+    states = watch_row(db.dsn, task_id, lambda row: row["status"] in {"SUCCESSFUL", "FAILED"})
+
+    rows = task_rows(db.dsn)
+    assert list(rows) == [task_id]
+    row = rows[task_id]
+    assert row["status"] == "SUCCESSFUL"
+    assert len(row["worker_ids"]) == 3
+    assert row["return_value"]["attempt"] == 3  # TaskContext.attempt
+    assert "FAILED" not in {state["status"] for state in states}
+    # Each retry: READY with the attempt's error and a run_after, then claimed no earlier than that.
+    retries = [s for s in states if s["status"] == "READY" and s["attempts"] in (1, 2)]
+    assert [s["attempts"] for s in retries] == [1, 2]
+    assert all(s["exception_class_path"] == "taskpool_demo.tasks.NotYetError" for s in retries)
+    for retry in retries:
+        claim = next(s for s in states if s["attempts"] == retry["attempts"] + 1)
+        assert claim["started_at"] >= retry["run_after"]
+
+    samples = scrape(run)
+    path = "taskpool_demo.tasks.fails_first"
+    assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="retried") == 2
+    assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="exhausted") == 0
+    assert value(samples, "taskpool_worker_tasks_finished_total", task=path, outcome="retried") == 2
+    assert value(samples, "taskpool_worker_tasks_finished_total", task=path, outcome="successful") == 1
+
+
+def test_a_task_out_of_attempts_is_failed_with_its_last_error(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    (task_id,) = enqueue(db.url, "flaky", failure_rate=1.0)
+    policy = json.dumps({"taskpool_demo.tasks.flaky": {"max_attempts": 2, "retry_backoff": 0.2}})
+    run = worker_runs(db.url, "--interval=0.05", env={"POD_NAME": POD, "TASKPOOL_DEMO_RETRIES": policy})
+    run.wait_ready()
+    states = watch_row(db.dsn, task_id, lambda row: row["status"] == "FAILED")
+
+    row = task_rows(db.dsn)[task_id]
+    assert len(row["worker_ids"]) == 2
+    assert row["exception_class_path"] == "taskpool_demo.tasks.FlakyTaskError"
+    assert [s["status"] for s in states if s["status"] == "FAILED"] == ["FAILED"]  # only at the end
+    samples = scrape(run)
+    path = "taskpool_demo.tasks.flaky"
+    assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="retried") == 1
+    assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="exhausted") == 1
+    assert value(samples, "taskpool_worker_tasks_finished_total", task=path, outcome="failed") == 1
+
+
+def test_a_task_without_a_policy_fails_once_as_before(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    (task_id,) = enqueue(db.url, "flaky", failure_rate=1.0)
+    run = worker_runs(db.url, "--interval=0.05", env={"POD_NAME": POD})
+    run.wait_ready()
+    row = wait_until(lambda: (r := task_rows(db.dsn)[task_id])["status"] == "FAILED" and r, 60, "failure")
+    assert len(row["worker_ids"]) == 1
+    samples = scrape(run)
+    assert value(samples, "taskpool_worker_task_retries_total") == 0
+
+
+def test_sigterm_during_a_backoff_wait_leaves_the_row_ready_with_its_run_after(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    (task_id,) = enqueue(db.url, "flaky", failure_rate=1.0)
+    policy = json.dumps({"taskpool_demo.tasks.flaky": {"max_attempts": 3, "retry_backoff": 600}})
+    run = worker_runs(db.url, "--interval=0.05", env={"POD_NAME": POD, "TASKPOOL_DEMO_RETRIES": policy})
+    run.wait_ready()
+    waiting = wait_until(
+        lambda: (r := task_rows(db.dsn)[task_id])["status"] == "READY" and r["worker_ids"] and r,
+        60,
+        "the first attempt to fail and wait for its retry",
+    )
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    row = task_rows(db.dsn)[task_id]
+    assert row["status"] == "READY"
+    assert row["run_after"] == waiting["run_after"]
+    assert row["run_after"] > row["started_at"]
+    assert len(row["worker_ids"]) == 1
+
+
+def test_eight_threads_run_eight_io_bound_tasks_at_once_and_finish_them_on_sigterm(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    ids = enqueue(db.url, "slow", count=8, duration=4)
+    run = worker_runs(db.url, "--interval=0.05", "--threads=8", env={"POD_NAME": POD})
+    run.wait_ready(processes=8)  # /healthz lists every loop: 8 threads of one process
+    health = run.health()
+    assert len({entry["pid"] for entry in health["processes"]}) == 1
+
+    running = wait_until(
+        lambda: len(r := [row for row in task_rows(db.dsn).values() if row["status"] == "RUNNING"]) == 8 and r,
+        60,
+        "8 tasks running at once",
+    )
+    assert {row["worker_ids"][-1] for row in running} == {f"{POD}-0_{thread}" for thread in range(8)}
+
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 0
+    rows = task_rows(db.dsn)
+    assert {rows[i]["status"] for i in ids} == {"SUCCESSFUL"}
