@@ -1,7 +1,7 @@
 """Which worker pod a worker id belongs to (pure).
 
 Worker ids are `<pod name>-<process index>`, or `<pod name>-<process index>.<restart>` for a restarted
-process, with characters dropped from the start of the pod name past 64 (docs/contracts.md,
+process, each followed by `_<thread>` when the process runs threads (`--threads`), with characters dropped from the start of the pod name past 64 (docs/contracts.md,
 django_taskpool.worker_ids). Pool names are at most 35 characters (the CRD), so the pods
 of `<pool>-workers` have names of at most 60 characters and their ids are never trimmed.
 """
@@ -15,7 +15,7 @@ from taskpool_operator.objects import deployment_name
 
 # A Deployment's pods are `<deployment>-<pod-template-hash>-<random suffix>` (up to 10 and exactly 5 chars).
 _POD_SUFFIX = r"-[a-z0-9]{1,10}-[a-z0-9]{5}"
-_PROCESS_INDEX = re.compile(r"-[0-9]+(\.[0-9]+)?$")
+_PROCESS_INDEX = re.compile(r"-[0-9]+(\.[0-9]+)?(_[0-9]+)?$")
 
 
 def pod_of_worker(worker_id: str) -> str:

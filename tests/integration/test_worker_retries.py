@@ -141,7 +141,9 @@ def test_eight_threads_run_eight_io_bound_tasks_at_once_and_finish_them_on_sigte
     assert len({entry["pid"] for entry in health["processes"]}) == 1
 
     running = wait_until(
-        lambda: len(r := [row for row in task_rows(db.dsn).values() if row["status"] == "RUNNING"]) == 8 and r,
+        lambda: (
+            len(r := [row for row in task_rows(db.dsn).values() if row["status"] == "RUNNING"]) == 8 and r
+        ),
         60,
         "8 tasks running at once",
     )

@@ -15,6 +15,10 @@ def test_worker_ids_map_to_their_pod() -> None:
     assert workers.pod_of_worker(f"{POD}-3.17") == POD
     assert workers.is_pool_worker("emails", f"{POD}-3.17")
     assert workers.busy_pods([f"{POD}-1.2"], {POD}) == {POD}
+    # A thread of a process (`--threads`): `<pod>-<index>[.<restart>]_<thread>`.
+    assert workers.pod_of_worker(f"{POD}-0_7") == POD
+    assert workers.pod_of_worker(f"{POD}-2.3_15") == POD
+    assert workers.is_pool_worker("emails", f"{POD}-2.3_15")
 
 
 def test_only_this_pools_pods_are_claimed() -> None:
