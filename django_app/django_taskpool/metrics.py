@@ -31,6 +31,11 @@ SECONDS_BUCKETS = (
 )  # fmt: skip
 
 TASK_LABELS = ("task", "queue", "backend")
+RETRIES = "taskpool_worker_task_retries"
+RETRIES_HELP = (
+    "Failed attempts of tasks with a retry policy, by outcome: retried (READY again after a backoff) or "
+    "exhausted (no attempt left: stored FAILED)."
+)
 type AnyTaskResult = TaskResult[..., Any]
 
 
@@ -77,13 +82,7 @@ class TaskMetrics:
             TASK_LABELS,
             registry=None,
         )
-        self.retries = Counter(
-            "taskpool_worker_task_retries",
-            "Failed attempts of tasks with a retry policy, by outcome: retried (READY again after a backoff) "
-            "or exhausted (no attempt left: stored FAILED).",
-            (*TASK_LABELS, "outcome"),
-            registry=None,
-        )
+        self.retries = Counter(RETRIES, RETRIES_HELP, (*TASK_LABELS, "outcome"), registry=None)
         self.last_poll = Gauge(
             "taskpool_worker_last_poll_timestamp_seconds",
             "When each live worker loop (process, or process_thread with --threads) last polled the tasks.",
@@ -259,3 +258,29 @@ class SupervisorCollector(Collector):
         )
         info.add_metric(list(self._build_info.values()), 1)
         yield info
+
+
+class WithSupervisorRetries(Collector):
+    """The worker processes' metrics, with the retries the supervisor decided (tasks of dead processes) added
+    to the processes' `taskpool_worker_task_retries`: one family, as two of one name are an invalid page."""
+
+    def __init__(
+        self, processes: Collector, retries: Callable[[], Mapping[tuple[str, str, str, str], int]]
+    ) -> None:
+        self._processes = processes
+        self._retries = retries
+
+    def collect(self) -> Iterable[Metric]:
+        totals = {labels: float(count) for labels, count in self._retries().items()}
+        for metric in self._processes.collect():
+            if metric.name != RETRIES:
+                yield metric
+                continue
+            for sample in metric.samples:
+                task, queue, backend, outcome = (sample.labels[name] for name in (*TASK_LABELS, "outcome"))
+                key = (task, queue, backend, outcome)
+                totals[key] = totals.get(key, 0.0) + sample.value
+        family = CounterMetricFamily(RETRIES, RETRIES_HELP, labels=[*TASK_LABELS, "outcome"])
+        for labels, count in totals.items():
+            family.add_metric(list(labels), count)
+        yield family

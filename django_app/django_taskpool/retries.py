@@ -153,3 +153,21 @@ def resolve(task: object, configured: Mapping[str, object] | None) -> RetryPolic
         if value is not None:
             chosen[name] = value
     return RetryPolicy(**chosen)
+
+
+class Policies:
+    """Retry policies by task path, resolved once per path (the task is imported for its own options)."""
+
+    def __init__(self) -> None:
+        self._configured = configured_policies()
+        self._by_path: dict[str, RetryPolicy] = {}
+
+    def of(self, task_path: str) -> RetryPolicy:
+        policy = self._by_path.get(task_path)
+        if policy is None:
+            try:
+                task = import_string(task_path)
+            except ImportError:
+                task = None  # the task's run fails with the import error; no options of its own
+            policy = self._by_path[task_path] = resolve(task, self._configured.get(task_path))
+        return policy

@@ -53,8 +53,9 @@ from django_taskpool.config import LoopOptions, WorkerConfig
 from django_taskpool.database import database_problem
 from django_taskpool.exceptions import TimeLimitExceeded, WorkerLost
 from django_taskpool.heartbeat import Heartbeat
-from django_taskpool.metrics import SupervisorCollector
+from django_taskpool.metrics import SupervisorCollector, WithSupervisorRetries
 from django_taskpool.recovery import LostAction, ResolvedTask
+from django_taskpool.retries import Policies, jitter_draw
 from django_taskpool.worker_ids import is_worker_of_pod, worker_ids
 
 logger = logging.getLogger("django_taskpool")
@@ -174,6 +175,8 @@ class Supervisor:
         self._recovery_due = 0.0
         self.tasks_lost: Counter[tuple[str, str, str, str]] = Counter()  # task, queue, backend, action
         self.time_limit_kills: Counter[tuple[str, str, str]] = Counter()  # task, queue, backend
+        self.retries: Counter[tuple[str, str, str, str]] = Counter()  # task, queue, backend, outcome
+        self._retry_policies = Policies()
         self._metrics_dir = metrics_dir
         self._shutdown_timeout = shutdown_timeout
         self._heartbeat_timeout = heartbeat_timeout
@@ -192,7 +195,8 @@ class Supervisor:
 
     def registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        processes = MultiProcessCollector(None, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        registry.register(WithSupervisorRetries(processes, lambda: dict(self.retries)))
         registry.register(
             SupervisorCollector(
                 restarts=lambda: self.restarts,
@@ -467,9 +471,43 @@ class Supervisor:
             connections[alias].close()
 
     def _resolve_lost(self, worker_ids: list[str], traceback: str) -> list[ResolvedTask]:
+        self._retry_interrupted(worker_ids, WorkerLost, traceback)
         if self._on_worker_lost is LostAction.REQUEUE:
             return recovery.requeue(self._database_alias, self._backend, worker_ids)
-        return recovery.fail(self._database_alias, self._backend, worker_ids, WorkerLost, traceback)
+        return self._fail(worker_ids, WorkerLost, traceback)
+
+    def _retry_interrupted(
+        self, worker_ids: list[str], exception: type[BaseException], traceback: str
+    ) -> None:
+        """Retries the tasks whose policy says `retry_interrupted` and that have attempts left."""
+
+        def delay_of(task_path: str, attempts: int) -> float | None:
+            return self._retry_policies.of(task_path).delay_after(attempts, exception, jitter_draw())
+
+        alias, backend = self._database_alias, self._backend
+        retried = recovery.retry(
+            alias, backend, worker_ids, exception=exception, traceback=traceback, delay_of=delay_of
+        )
+        for task in retried:
+            self.retries[task.task_path, task.queue_name, task.backend_name, "retried"] += 1
+            logger.warning(
+                "task id=%s path=%s queue=%s outcome=retried cause=%s",
+                task.id,
+                task.task_path,
+                task.queue_name,
+                exception.__name__,
+                extra={"task_id": task.id, "task_path": task.task_path, "queue": task.queue_name},
+            )
+
+    def _fail(
+        self, worker_ids: list[str], exception: type[BaseException], traceback: str
+    ) -> list[ResolvedTask]:
+        failed = recovery.fail(self._database_alias, self._backend, worker_ids, exception, traceback)
+        for task in failed:
+            policy = self._retry_policies.of(task.task_path)
+            if policy.retries and policy.retries_on(exception):
+                self.retries[task.task_path, task.queue_name, task.backend_name, "exhausted"] += 1
+        return failed
 
     def _resolve_time_limit(self, dead: DeadProcess) -> list[ResolvedTask]:
         traceback = (
@@ -477,8 +515,8 @@ class Supervisor:
             f"worker process {dead.index} (worker id {', '.join(dead.overdue_ids)}) of pod {self._pod} after "
             f"{dead.killed_after_s or 0.0:.1f}s"
         )
-        alias, backend = self._database_alias, self._backend
-        return recovery.fail(alias, backend, list(dead.overdue_ids), TimeLimitExceeded, traceback)
+        self._retry_interrupted(list(dead.overdue_ids), TimeLimitExceeded, traceback)
+        return self._fail(list(dead.overdue_ids), TimeLimitExceeded, traceback)
 
     def _record_lost(self, resolved: list[ResolvedTask]) -> None:
         action = str(self._on_worker_lost)

@@ -44,12 +44,12 @@ from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import retry as retry_locked_writes
 from prometheus_client import Gauge
 
-from django_taskpool import logs, retries
+from django_taskpool import logs
 from django_taskpool.config import WorkerConfig
 from django_taskpool.exceptions import class_path
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
-from django_taskpool.retries import RetryPolicy, configured_policies
+from django_taskpool.retries import Policies, RetryPolicy, jitter_draw
 from django_taskpool.time_limits import (
     SoftLimit,
     SoftTimeLimitAlarm,
@@ -77,9 +77,9 @@ class TaskpoolWorker(Worker):
         self._heartbeat = heartbeat
         self._metrics = metrics
         self._configured_limits = configured_limits()
-        self._configured_retries = configured_policies()
+        self._retry_policies = Policies()
         self._default_time_limit = default_time_limit
-        self._limits: dict[str, tuple[TimeLimits, RetryPolicy]] = {}  # by task path: fixed for the process
+        self._limits: dict[str, TimeLimits] = {}  # by task path: fixed for the life of the process
         self._soft_limit_labels: tuple[str, str, str] = ("", "", "")
         self._soft_alarm: SoftLimit = (
             ThreadSoftTimeLimit(self._on_soft_limit) if threaded else SoftTimeLimitAlarm(self._on_soft_limit)
@@ -123,7 +123,8 @@ class TaskpoolWorker(Worker):
             sys.exit(0)
 
     def run_task(self, db_task_result: DBTaskResult[..., Any]) -> None:
-        limits, policy = self._options_of(db_task_result.task_path)
+        limits = self._limits_of(db_task_result.task_path)
+        policy = self._retry_policies.of(db_task_result.task_path)
         if policy.retries:
             # Upstream's run_task stores any failure through `set_failed`; this row's decides between FAILED
             # and a retry (the class's method stays upstream's: only this instance is changed).
@@ -149,18 +150,16 @@ class TaskpoolWorker(Worker):
             in_progress.dec()
             self._heartbeat.idle()
 
-    def _options_of(self, task_path: str) -> tuple[TimeLimits, RetryPolicy]:
-        options = self._limits.get(task_path)
-        if options is None:
+    def _limits_of(self, task_path: str) -> TimeLimits:
+        limits = self._limits.get(task_path)
+        if limits is None:
             try:
                 task = import_string(task_path)
             except ImportError:
                 task = None  # upstream's run_task stores the import error as the task's failure
-            options = self._limits[task_path] = (
-                resolve(task, self._configured_limits.get(task_path), self._default_time_limit),
-                retries.resolve(task, self._configured_retries.get(task_path)),
-            )
-        return options
+            limits = resolve(task, self._configured_limits.get(task_path), self._default_time_limit)
+            self._limits[task_path] = limits
+        return limits
 
     def _on_soft_limit(self) -> None:
         self._metrics.soft_time_limits.labels(*self._soft_limit_labels).inc()
@@ -169,7 +168,7 @@ class TaskpoolWorker(Worker):
         """FAILED (upstream's write), or with an attempt left READY again after the backoff: one UPDATE, so a
         caller never sees the row FAILED in between. The attempt's error stays on the READY row."""
         labels = (row.task_path, row.queue_name, row.backend_name)
-        delay = policy.delay_after(len(row.worker_ids), type(exc), retries.jitter_draw())
+        delay = policy.delay_after(len(row.worker_ids), type(exc), jitter_draw())
         if delay is None:
             DBTaskResult.set_failed(row, exc)
             if policy.retries_on(type(exc)):

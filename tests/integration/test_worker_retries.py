@@ -108,6 +108,35 @@ def test_a_task_without_a_policy_fails_once_as_before(
     assert value(samples, "taskpool_worker_task_retries_total") == 0
 
 
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_a_time_limit_kill_retries_only_when_the_task_opts_in(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker, opt_in: bool
+) -> None:
+    db = migrated_database
+    (task_id,) = enqueue(db.url, "slow", duration=60)
+    path = "taskpool_demo.tasks.slow"
+    env = {
+        "POD_NAME": POD,
+        "TASKPOOL_DEMO_TIME_LIMITS": json.dumps({path: {"time_limit": 1}}),
+        "TASKPOOL_DEMO_RETRIES": json.dumps(
+            {path: {"max_attempts": 2, "retry_backoff": 0.2, "retry_interrupted": opt_in}}
+        ),
+    }
+    run = worker_runs(db.url, "--interval=0.05", env=env)
+    run.wait_ready()
+    states = watch_row(db.dsn, task_id, lambda row: row["status"] == "FAILED")
+
+    row = task_rows(db.dsn)[task_id]
+    assert row["exception_class_path"] == "django_taskpool.exceptions.TimeLimitExceeded"
+    assert len(row["worker_ids"]) == (2 if opt_in else 1)
+    # The restarted process claimed the retry under its new id.
+    assert row["worker_ids"][-1] == (f"{POD}-0.1" if opt_in else f"{POD}-0")
+    assert (("READY", 1) in {(s["status"], s["attempts"]) for s in states}) == opt_in
+    samples = scrape(run)
+    assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="retried") == int(opt_in)
+    assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="exhausted") == int(opt_in)
+
+
 def test_sigterm_during_a_backoff_wait_leaves_the_row_ready_with_its_run_after(
     migrated_database: MigratedDatabase, worker_runs: StartWorker
 ) -> None:
