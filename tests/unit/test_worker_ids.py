@@ -1,4 +1,4 @@
-"""Worker ids: `<pod>-<index>[.<restart>][_<thread>]`, at most 64 characters, trimmed from the start of the pod name."""
+"""Worker ids: `<pod>-<index>[.<restart>][_<thread>]`, at most 64 characters, the pod name trimmed."""
 
 from __future__ import annotations
 
