@@ -2,20 +2,25 @@
 
 A task that fails twice and then succeeds under `max_attempts=3` is one row, SUCCESSFUL after 3 attempts, each
 claimed no earlier than the `run_after` its failure wrote, and never seen FAILED on the way; with
-`max_attempts=2` it ends FAILED after 2. A worker stopped while a task waits out its backoff leaves it READY
-with that `run_after`. With `--threads 8` one process runs 8 sleeping tasks at once and a SIGTERM lets all
-of them finish.
+`max_attempts=2` it ends FAILED after 2. A time-limit kill retries only if the task opts in. A worker stopped
+while a task waits out its backoff leaves it READY with that `run_after`, which the operator's probe counts as
+not yet ready until it passes. With `--threads 8` one process runs 8 sleeping tasks at once and a SIGTERM lets
+all of them finish.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
+from taskpool_operator import probe
+from taskpool_operator.probe import ProbeTarget
 from tests.integration.test_worker_runtime import scrape, value
 from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, task_rows, wait_until
 
@@ -157,6 +162,21 @@ def test_sigterm_during_a_backoff_wait_leaves_the_row_ready_with_its_run_after(
     assert row["run_after"] == waiting["run_after"]
     assert row["run_after"] > row["started_at"]
     assert len(row["worker_ids"]) == 1
+
+    # The operator's probe counts the scheduled retry as not yet ready (its run_after is in the future)...
+    target = {"pool": ProbeTarget(queues=("default",))}
+    depth = asyncio.run(probe.probe_once(db.dsn, target))["pool"]
+    assert (depth.ready, depth.running, depth.oldest_ready_age_seconds) == (0, 0, 0.0)
+    # ...and once its backoff has passed, as ready since its run_after (not since it was first enqueued).
+    with psycopg.connect(db.dsn) as conn:
+        conn.execute(
+            "UPDATE django_tasks_database_dbtaskresult SET run_after = now() - interval '10 seconds',"
+            " enqueued_at = now() - interval '1 hour' WHERE id = %s",
+            (task_id,),
+        )
+    depth = asyncio.run(probe.probe_once(db.dsn, target))["pool"]
+    assert depth.ready == 1
+    assert 10 <= depth.oldest_ready_age_seconds < 3600
 
 
 def test_eight_threads_run_eight_io_bound_tasks_at_once_and_finish_them_on_sigterm(
