@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -202,3 +203,35 @@ def test_eight_threads_run_eight_io_bound_tasks_at_once_and_finish_them_on_sigte
     assert run.wait() == 0
     rows = task_rows(db.dsn)
     assert {rows[i]["status"] for i in ids} == {"SUCCESSFUL"}
+
+
+def test_a_killed_process_with_threads_has_every_threads_task_resolved_and_restarts_under_new_ids(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    ids = enqueue(db.url, "slow", count=4, duration=60)
+    run = worker_runs(db.url, "--interval=0.05", "--threads=4", env={"POD_NAME": POD})
+    run.wait_ready(processes=4)
+    wait_until(
+        lambda: {row["status"] for row in task_rows(db.dsn).values()} == {"RUNNING"}, 60, "4 running tasks"
+    )
+    (pid,) = {entry["pid"] for entry in run.health()["processes"]}
+    os.kill(pid, signal.SIGKILL)
+
+    rows = wait_until(
+        lambda: (
+            {i: r for i, r in task_rows(db.dsn).items() if r["status"] == "FAILED"}
+            if all(r["status"] == "FAILED" for r in task_rows(db.dsn).values())
+            else None
+        ),
+        60,
+        "every thread's task to be resolved",
+    )
+    assert set(rows) == set(ids)
+    assert {row["exception_class_path"] for row in rows.values()} == {"django_taskpool.exceptions.WorkerLost"}
+    restarted = {f"{POD}-0.1_{thread}" for thread in range(4)}
+    wait_until(
+        lambda: {e["worker_id"] for e in run.health()["processes"] if e["alive"]} == restarted,
+        60,
+        "the restarted process's threads",
+    )
