@@ -218,15 +218,11 @@ def test_a_killed_process_with_threads_has_every_threads_task_resolved_and_resta
     (pid,) = {entry["pid"] for entry in run.health()["processes"]}
     os.kill(pid, signal.SIGKILL)
 
-    rows = wait_until(
-        lambda: (
-            {i: r for i, r in task_rows(db.dsn).items() if r["status"] == "FAILED"}
-            if all(r["status"] == "FAILED" for r in task_rows(db.dsn).values())
-            else None
-        ),
-        60,
-        "every thread's task to be resolved",
-    )
+    def all_failed() -> dict[str, dict[str, Any]] | None:
+        rows = task_rows(db.dsn)
+        return rows if all(row["status"] == "FAILED" for row in rows.values()) else None
+
+    rows = wait_until(all_failed, 60, "every thread's task to be resolved")
     assert set(rows) == set(ids)
     assert {row["exception_class_path"] for row in rows.values()} == {"django_taskpool.exceptions.WorkerLost"}
     restarted = {f"{POD}-0.1_{thread}" for thread in range(4)}
