@@ -236,7 +236,8 @@ ALERTS: tuple[Alert, ...] = (
         values_key="taskRetriesExhausted",
         severity="warning",
         expr=(
-            f'sum by (namespace, pool, task) (increase({RETRIES}{{outcome="exhausted"}}[30m])) >= ${{exhausted}}'
+            f"sum by (namespace, pool, task) (increase({selector(RETRIES, 'outcome="exhausted"')}[30m]))"
+            " >= ${exhausted}"
         ),
         summary="Task {{ $labels.task }} of {{ $labels.namespace }}/{{ $labels.pool }} runs out of retries.",
         description=(

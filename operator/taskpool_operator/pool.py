@@ -135,8 +135,7 @@ class Pool:
                     min_replicas=int(scaling["minReplicas"]),
                     max_replicas=int(scaling["maxReplicas"]),
                     tasks_per_replica=int(
-                        scaling.get("tasksPerReplica")
-                        or int(worker["concurrency"]) * int(worker["threads"])
+                        scaling.get("tasksPerReplica") or int(worker["concurrency"]) * int(worker["threads"])
                     ),
                     poll_interval_s=parse_duration(scaling["pollInterval"]),
                     scale_down_stabilization_s=parse_duration(scaling["scaleDownStabilization"]),

@@ -1,9 +1,10 @@
 """Which worker pod a worker id belongs to (pure).
 
 Worker ids are `<pod name>-<process index>`, or `<pod name>-<process index>.<restart>` for a restarted
-process, each followed by `_<thread>` when the process runs threads (`--threads`), with characters dropped from the start of the pod name past 64 (docs/contracts.md,
-django_taskpool.worker_ids). Pool names are at most 35 characters (the CRD), so the pods
-of `<pool>-workers` have names of at most 60 characters and their ids are never trimmed.
+process, each followed by `_<thread>` when the process runs threads (`--threads`), with characters dropped
+from the start of the pod name past 64 (docs/contracts.md, django_taskpool.worker_ids). Pool names are at
+most 35 characters (the CRD), so the pods of `<pool>-workers` have names of at most 60 characters and their
+ids are never trimmed.
 """
 
 from __future__ import annotations
