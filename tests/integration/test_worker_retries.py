@@ -231,3 +231,22 @@ def test_a_killed_process_with_threads_has_every_threads_task_resolved_and_resta
         60,
         "the restarted process's threads",
     )
+
+
+def test_threads_cut_off_at_the_shutdown_timeout_leave_nothing_running(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    """A thread blocked in a call (here a 60 s sleep) cannot be interrupted: 5 s after the cut-off the
+    supervisor kills the process and resolves its tasks as a dead process's (`--on-worker-lost`)."""
+    db = migrated_database
+    ids = enqueue(db.url, "slow", count=2, duration=60)
+    run = worker_runs(db.url, "--interval=0.05", "--threads=2", "--shutdown-timeout=1", env={"POD_NAME": POD})
+    run.wait_ready(processes=2)
+    wait_until(
+        lambda: {row["status"] for row in task_rows(db.dsn).values()} == {"RUNNING"}, 60, "2 running tasks"
+    )
+    run.signal(signal.SIGTERM)
+    assert run.wait() == 1  # tasks were cut off
+    rows = task_rows(db.dsn)
+    assert {rows[i]["status"] for i in ids} == {"FAILED"}
+    assert {rows[i]["exception_class_path"] for i in ids} == {"django_taskpool.exceptions.WorkerLost"}
