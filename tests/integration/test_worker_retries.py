@@ -250,3 +250,32 @@ def test_threads_cut_off_at_the_shutdown_timeout_leave_nothing_running(
     rows = task_rows(db.dsn)
     assert {rows[i]["status"] for i in ids} == {"FAILED"}
     assert {rows[i]["exception_class_path"] for i in ids} == {"django_taskpool.exceptions.WorkerLost"}
+
+
+def test_a_hard_time_limit_in_one_thread_costs_its_process_and_the_sibling_task_is_lost(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    (limited,) = enqueue(db.url, "slow", duration=60)
+    (sibling,) = enqueue(db.url, "report", duration=60)
+    limits = json.dumps({"taskpool_demo.tasks.slow": {"time_limit": 1}})
+    run = worker_runs(
+        db.url,
+        "--interval=0.05",
+        "--threads=2",
+        "--queue-name=*",
+        env={"POD_NAME": POD, "TASKPOOL_DEMO_TIME_LIMITS": limits},
+    )
+    run.wait_ready(processes=2)
+
+    def both_failed() -> dict[str, dict[str, Any]] | None:
+        rows = task_rows(db.dsn)
+        return rows if {rows[limited]["status"], rows[sibling]["status"]} == {"FAILED"} else None
+
+    rows = wait_until(both_failed, 60, "both tasks to be resolved")
+    assert rows[limited]["exception_class_path"] == "django_taskpool.exceptions.TimeLimitExceeded"
+    assert rows[sibling]["exception_class_path"] == "django_taskpool.exceptions.WorkerLost"
+    assert "sibling thread's task ran past its hard time limit" in rows[sibling]["traceback"]
+    samples = scrape(run)
+    assert value(samples, "taskpool_worker_time_limit_kills_total", task="taskpool_demo.tasks.slow") == 1
+    assert value(samples, "taskpool_worker_tasks_lost_total", task="taskpool_demo.tasks.build_report") == 1
