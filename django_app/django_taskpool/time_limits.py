@@ -44,10 +44,6 @@ class TimeLimits:
     hard: float | None = None
     soft: float | None = None
 
-    @property
-    def any(self) -> bool:
-        return self.hard is not None or self.soft is not None
-
 
 def check_limits(time_limit: object, soft_time_limit: object) -> None:
     """ValueError unless each is None or positive finite seconds, and the soft limit is below the hard one."""
