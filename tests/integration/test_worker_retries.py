@@ -23,7 +23,15 @@ import pytest
 from taskpool_operator import probe
 from taskpool_operator.probe import ProbeTarget
 from tests.integration.test_worker_runtime import scrape, value
-from tests.support.django_db import MigratedDatabase, WorkerRun, enqueue, task_rows, wait_until
+from tests.support.django_db import (
+    MigratedDatabase,
+    WorkerRun,
+    enqueue,
+    run_manage,
+    shell_json,
+    task_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +287,57 @@ def test_a_hard_time_limit_in_one_thread_costs_its_process_and_the_sibling_task_
     samples = scrape(run)
     assert value(samples, "taskpool_worker_time_limit_kills_total", task="taskpool_demo.tasks.slow") == 1
     assert value(samples, "taskpool_worker_tasks_lost_total", task="taskpool_demo.tasks.build_report") == 1
+
+
+@pytest.mark.parametrize(
+    ("policies", "message"),
+    [
+        ({"taskpool_demo.tasks.flaky": {"max_attempts": 0}}, "max_attempts must be a whole number"),
+        ({"taskpool_demo.tasks.flaky": {"retry_on": ["no.such.Error"]}}, "cannot import 'no.such.Error'"),
+        ({"taskpool_demo.tasks.flaky": {"attempts": 3}}, "unknown retry option(s) attempts"),
+    ],
+)
+def test_a_bad_retry_setting_is_refused_at_start(
+    migrated_database: MigratedDatabase, policies: dict[str, Any], message: str
+) -> None:
+    completed = run_manage(
+        migrated_database.url,
+        "taskpool_worker",
+        "--no-reload",
+        "--metrics-port=0",
+        check=False,
+        TASKPOOL_DEMO_RETRIES=json.dumps(policies),
+    )
+    assert completed.returncode != 0
+    assert "TASKPOOL_RETRIES['taskpool_demo.tasks.flaky']" in completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_the_backend_checks_declared_retry_options_and_keeps_them(
+    migrated_database: MigratedDatabase,
+) -> None:
+    script = """
+import json
+from django.tasks import task
+from django.tasks.exceptions import InvalidTask
+from taskpool_demo.tasks import fails_first
+
+def call():
+    pass
+
+errors = []
+for options in ({"max_attempts": 0}, {"retry_on": ValueError}, {"retry_backoff": -1}):
+    try:
+        task(**options)(call)
+    except InvalidTask as exc:
+        errors.append(str(exc))
+moved = fails_first.using(priority=5)
+print(json.dumps({"errors": errors, "options": [moved.max_attempts, moved.retry_backoff]}))
+"""
+    result = shell_json(migrated_database.url, script)
+    assert "max_attempts must be a whole number" in result["errors"][0]
+    assert "retry_on must be a non-empty tuple of exception classes" in result["errors"][1]
+    assert "retry_backoff must be a number of seconds" in result["errors"][2]
+    assert len(result["errors"]) == 3
+    assert result["options"] == [3, 1.0]  # using() keeps the options
