@@ -206,6 +206,10 @@ def test_eight_threads_run_eight_io_bound_tasks_at_once_and_finish_them_on_sigte
         "8 tasks running at once",
     )
     assert {row["worker_ids"][-1] for row in running} == {f"{POD}-0_{thread}" for thread in range(8)}
+    samples = scrape(run)
+    polled = {labels["process"] for labels, _ in samples["taskpool_worker_last_poll_timestamp_seconds"]}
+    assert polled == {f"0_{thread}" for thread in range(8)}  # one series per thread
+    assert value(samples, "taskpool_worker_tasks_in_progress") == 8
 
     run.signal(signal.SIGTERM)
     assert run.wait() == 0
