@@ -80,8 +80,16 @@ def test_a_task_failing_twice_succeeds_on_its_third_attempt_in_the_same_row(
         claim = next(s for s in states if s["attempts"] == retry["attempts"] + 1)
         assert claim["started_at"] >= retry["run_after"]
 
+    # Queue wait of each attempt: from enqueue for the first, from the retry's run_after for the others.
+    starts = [retries[0]["started_at"], retries[1]["started_at"], row["started_at"]]
+    ready_at = [row["enqueued_at"], retries[0]["run_after"], retries[1]["run_after"]]
+    waits = sum((start - ready).total_seconds() for start, ready in zip(starts, ready_at, strict=True))
+
     samples = scrape(run)
     path = "taskpool_demo.tasks.fails_first"
+    assert value(samples, "taskpool_worker_task_queue_wait_seconds_sum", task=path) == pytest.approx(
+        waits, abs=0.01
+    )
     assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="retried") == 2
     assert value(samples, "taskpool_worker_task_retries_total", task=path, outcome="exhausted") == 0
     assert value(samples, "taskpool_worker_tasks_finished_total", task=path, outcome="retried") == 2
