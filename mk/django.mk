@@ -1,13 +1,17 @@
 # The Django side (django_app/): worker runtime benchmarks.
 #   make bench-worker_overhead      plain db_worker vs taskpool_worker with metrics (QUICK=1 shortens)
 #   make bench-worker_concurrency   taskpool_worker throughput at --concurrency 1, 2, 4
+#   make bench-threads              I/O-bound tasks on 8 slots: --concurrency 8 vs --threads 8 (throughput, memory)
 
-.PHONY: bench-worker_overhead bench-worker_concurrency
+.PHONY: bench-worker_overhead bench-worker_concurrency bench-threads
 
-bench: bench-worker_overhead bench-worker_concurrency
+bench: bench-worker_overhead bench-worker_concurrency bench-threads
 
 bench-worker_overhead: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.worker_overhead
 
 bench-worker_concurrency: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.worker_concurrency
+
+bench-threads: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.threads

@@ -44,6 +44,7 @@ PROCESSES = "taskpool_worker_processes"
 TASKS_LOST = "taskpool_worker_tasks_lost_total"
 TIME_LIMIT_KILLS = "taskpool_worker_time_limit_kills_total"
 SOFT_TIME_LIMITS = "taskpool_worker_soft_time_limits_total"
+RETRIES = "taskpool_worker_task_retries_total"
 
 # Recorded series (level:metric:operations).
 READY_BY_POOL = "namespace_pool:taskpool_queue_ready_tasks:sum"
@@ -228,6 +229,24 @@ ALERTS: tuple[Alert, ...] = (
         params=(
             Param("kills", 3, "Hard time-limit kills of one task in 30 minutes from which it fires."),
             _for("1m"),
+        ),
+    ),
+    Alert(
+        name="TaskpoolTaskRetriesExhausted",
+        values_key="taskRetriesExhausted",
+        severity="warning",
+        expr=(
+            f"sum by (namespace, pool, task) (increase({selector(RETRIES, 'outcome="exhausted"')}[30m]))"
+            " >= ${exhausted}"
+        ),
+        summary="Task {{ $labels.task }} of {{ $labels.namespace }}/{{ $labels.pool }} runs out of retries.",
+        description=(
+            "{{ $value | humanize }} runs of task {{ $labels.task }} in pool {{ $labels.namespace }}/"
+            "{{ $labels.pool }} failed their last attempt in 30 minutes and are stored FAILED."
+        ),
+        params=(
+            Param("exhausted", 1, "Tasks of one path out of attempts in 30 minutes from which it fires."),
+            _for("0m"),
         ),
     ),
 )
@@ -652,6 +671,25 @@ TASKS = Dashboard(
                     "ops",
                     (Query(f"sum by (task) (rate({selector(SOFT_TIME_LIMITS, *_T)}[{RATE}]))", "{{task}}"),),
                     width=8,
+                ),
+            ),
+        ),
+        Row(
+            "Retries",
+            (
+                Panel(
+                    "Retries per task",
+                    "Failed attempts of tasks with a retry policy per second, by task path and outcome: "
+                    "retried (READY again after a backoff) or exhausted (no attempt left: stored FAILED).",
+                    "timeseries",
+                    "ops",
+                    (
+                        Query(
+                            f"sum by (task, outcome) (rate({selector(RETRIES, *_T)}[{RATE}]))",
+                            "{{task}} {{outcome}}",
+                        ),
+                    ),
+                    width=24,
                 ),
             ),
         ),

@@ -20,6 +20,7 @@ class LoopOptions:
     log_format: str
     verbosity: int
     time_limit: float | None = None  # the hard limit of tasks that set none (`--time-limit`)
+    threads: int = 1  # copies of the loop per process (`--threads`), each with its own worker id
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,6 @@ class WorkerConfig:
     """Everything one worker process needs; pickled to the spawned process."""
 
     index: int
-    worker_id: str
-    heartbeat_path: Path
+    worker_ids: tuple[str, ...]  # one per thread
+    heartbeat_paths: tuple[Path, ...]  # one per thread
     options: LoopOptions

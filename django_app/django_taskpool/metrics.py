@@ -32,6 +32,11 @@ SECONDS_BUCKETS = (
 )  # fmt: skip
 
 TASK_LABELS = ("task", "queue", "backend")
+RETRIES = "taskpool_worker_task_retries"
+RETRIES_HELP = (
+    "Failed attempts of tasks with a retry policy, by outcome: retried (READY again after a backoff) or "
+    "exhausted (no attempt left: stored FAILED)."
+)
 type AnyTaskResult = TaskResult[..., Any]
 
 
@@ -78,9 +83,10 @@ class TaskMetrics:
             TASK_LABELS,
             registry=None,
         )
+        self.retries = Counter(RETRIES, RETRIES_HELP, (*TASK_LABELS, "outcome"), registry=None)
         self.last_poll = Gauge(
             "taskpool_worker_last_poll_timestamp_seconds",
-            "When each live worker process last polled the task table (a busy process does not poll).",
+            "When each live worker loop (process, or process_thread with --threads) last polled the tasks.",
             ("process",),
             multiprocess_mode="livemax",
             registry=None,
@@ -127,7 +133,10 @@ def task_labels(task_result: AnyTaskResult) -> tuple[str, str, str]:
 
 
 def outcome_of(task_result: AnyTaskResult) -> str:
-    return "successful" if task_result.status == TaskResultStatus.SUCCESSFUL else "failed"
+    """`retried`: the attempt failed and the row is READY again for a later one (django_taskpool.retries)."""
+    if task_result.status == TaskResultStatus.SUCCESSFUL:
+        return "successful"
+    return "retried" if task_result.status == TaskResultStatus.READY else "failed"
 
 
 def _seconds_between(start: datetime.datetime | None, end: datetime.datetime | None) -> float | None:
@@ -229,3 +238,29 @@ class SupervisorCollector(Collector):
         )
         info.add_metric(list(self._build_info.values()), 1)
         yield info
+
+
+class WithSupervisorRetries(Collector):
+    """The worker processes' metrics, with the retries the supervisor decided (tasks of dead processes) added
+    to the processes' `taskpool_worker_task_retries`: one family, as two of one name are an invalid page."""
+
+    def __init__(
+        self, processes: Collector, retries: Callable[[], Mapping[tuple[str, str, str, str], int]]
+    ) -> None:
+        self._processes = processes
+        self._retries = retries
+
+    def collect(self) -> Iterable[Metric]:
+        totals = {labels: float(count) for labels, count in self._retries().items()}
+        for metric in self._processes.collect():
+            if metric.name != RETRIES:
+                yield metric
+                continue
+            for sample in metric.samples:
+                task, queue, backend, outcome = (sample.labels[name] for name in (*TASK_LABELS, "outcome"))
+                key = (task, queue, backend, outcome)
+                totals[key] = totals.get(key, 0.0) + sample.value
+        family = CounterMetricFamily(RETRIES, RETRIES_HELP, labels=[*TASK_LABELS, "outcome"])
+        for labels, count in totals.items():
+            family.add_metric(list(labels), count)
+        yield family

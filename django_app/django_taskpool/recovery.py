@@ -6,11 +6,16 @@ re-evaluates its WHERE clause on the row's new version), so a row finished or cl
 alone. This is the same guarded UPDATE as the taskpool operator's orphan recovery, written here again because
 the worker runtime never imports the operator. FAILED writes exactly the columns django-tasks-db's
 `DBTaskResult.set_failed` writes; READY those of a freshly enqueued row (`worker_ids` keeps its history).
+
+A task whose retry policy opts in (`retry_interrupted`, django_taskpool.retries) and has attempts left is
+retried instead: READY with `run_after` = now + its backoff and the interruption as its last error, like a
+retry the worker writes; rows locked, decided and updated in one transaction before the others are resolved.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +43,16 @@ REQUEUE: Final = f"""
 UPDATE {TABLE} AS t
 SET status = 'READY', started_at = NULL
 {_RUNNING_OF}
+{_RETURNING}"""  # noqa: S608
+LOCK_RUNNING: Final = f"""
+SELECT t.id::text, t.task_path, jsonb_array_length(t.worker_ids) FROM {TABLE} AS t
+{_RUNNING_OF}
+FOR UPDATE"""  # noqa: S608
+RETRY: Final = f"""
+UPDATE {TABLE} AS t
+SET status = 'READY', run_after = now() + make_interval(secs => %(delay)s), finished_at = NULL,
+    return_value = NULL, exception_class_path = %(exception_class_path)s, traceback = %(traceback)s
+WHERE t.id = %(id)s::uuid
 {_RETURNING}"""  # noqa: S608
 RUNNING_WORKER_IDS: Final = f"""
 SELECT DISTINCT t.worker_ids ->> -1 FROM {TABLE} AS t
@@ -74,6 +89,36 @@ def fail(
             "traceback": traceback,
         },
     )
+
+
+def retry(
+    alias: str,
+    backend: str,
+    worker_ids: list[str],
+    *,
+    exception: type[BaseException],
+    traceback: str,
+    delay_of: Callable[[str, int], float | None],
+) -> list[ResolvedTask]:
+    """Retries the RUNNING rows last claimed by `worker_ids` for which `delay_of(task path, attempts)` gives
+    a backoff (None: leave the row to `fail` or `requeue`); returns them."""
+    retried = []
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
+        cursor.execute(LOCK_RUNNING, {"backend": backend, "worker_ids": worker_ids})
+        for task_id, task_path, attempts in cursor.fetchall():
+            delay = delay_of(str(task_path), int(attempts))
+            if delay is None:
+                continue
+            params = {
+                "id": task_id,
+                "delay": delay,
+                "exception_class_path": class_path(exception),
+                "traceback": traceback,
+            }
+            cursor.execute(RETRY, params)
+            retried += [ResolvedTask(*map(str, row)) for row in cursor.fetchall()]
+    return retried
 
 
 def requeue(alias: str, backend: str, worker_ids: list[str]) -> list[ResolvedTask]:

@@ -15,6 +15,11 @@ would run it into the limit again), and it restarts at once. Before the first pr
 earlier container of the same pod left RUNNING are resolved the same way (only when the pod's name is known
 to be unique: `POD_NAME` or `--worker-id`). A recovery the database refuses is retried every
 RECOVERY_RETRY_S until it succeeds.
+
+With `--threads N` every process has N loops, each with its own worker id and heartbeat. A thread cannot be
+stopped from outside, so a task over its hard time limit still costs its whole process: the overdue task is
+stored FAILED `TimeLimitExceeded`, and the tasks its sibling threads were running are resolved like any
+dead process's (`--on-worker-lost`, and their retry policy's `retry_interrupted`).
 """
 
 from __future__ import annotations
@@ -48,9 +53,10 @@ from django_taskpool.config import LoopOptions, WorkerConfig
 from django_taskpool.database import database_problem
 from django_taskpool.exceptions import TimeLimitExceeded, WorkerLost
 from django_taskpool.heartbeat import Heartbeat
-from django_taskpool.metrics import SupervisorCollector
+from django_taskpool.metrics import SupervisorCollector, WithSupervisorRetries
 from django_taskpool.recovery import LostAction, ResolvedTask
-from django_taskpool.worker_ids import is_worker_of_pod, worker_id
+from django_taskpool.retries import Policies, jitter_draw
+from django_taskpool.worker_ids import is_worker_of_pod, worker_ids
 
 logger = logging.getLogger("django_taskpool")
 
@@ -68,9 +74,14 @@ class DeadProcess:
     """A worker process that exited uncleanly: its RUNNING rows (if any) are still to be resolved."""
 
     index: int
-    worker_id: str
+    worker_ids: tuple[str, ...]
     exit_code: int
     killed_after_s: float | None = None  # set when the supervisor killed it for its task's hard time limit
+    overdue_ids: tuple[str, ...] = ()  # the threads whose task was over its hard time limit
+
+    @property
+    def worker_id(self) -> str:
+        return ", ".join(self.worker_ids)
 
     def cause(self) -> str:
         if self.exit_code < 0:
@@ -83,7 +94,7 @@ class Slot:
     """One process index: its current process (if any) and its restart state."""
 
     config: WorkerConfig
-    heartbeat: Heartbeat
+    heartbeats: list[Heartbeat]  # one per thread
     process: BaseProcess | None = None
     spawned_at: float = 0.0
     restart_at: float | None = None
@@ -91,11 +102,15 @@ class Slot:
     finished: bool = False  # exited by itself with 0 (--batch, --max-tasks): not restarted
     restarts: int = 0  # of this index, in this supervisor's life: part of the worker id
     killed_after_s: float | None = None  # killed by the supervisor for the hard time limit, after this long
+    overdue_ids: tuple[str, ...] = ()  # with killed_after_s: the worker ids over their hard time limit
     crashed: bool = False  # the last exit was a crash (counted in restarts), not a time-limit kill
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.exitcode is None
+
+    def busy(self) -> bool:
+        return any(heartbeat.read().busy for heartbeat in self.heartbeats)
 
 
 @contextlib.contextmanager
@@ -143,24 +158,25 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._pod = pod
         self._backend = options.backend_name
-        self._slots = [
-            Slot(
-                config=WorkerConfig(
-                    index=index,
-                    worker_id=worker_id(pod, index),
-                    heartbeat_path=heartbeat_dir / f"process-{index}",
-                    options=options,
-                ),
-                heartbeat=Heartbeat(heartbeat_dir / f"process-{index}"),
+        self._threads = options.threads
+        self._slots = []
+        for index in range(concurrency):
+            paths = tuple(heartbeat_dir / f"process-{index}-{thread}" for thread in range(options.threads))
+            config = WorkerConfig(
+                index=index,
+                worker_ids=worker_ids(pod, index, 0, options.threads),
+                heartbeat_paths=paths,
+                options=options,
             )
-            for index in range(concurrency)
-        ]
+            self._slots.append(Slot(config=config, heartbeats=[Heartbeat(path) for path in paths]))
         self._on_worker_lost = on_worker_lost
         self._recover_at_start = recover_at_start
         self._dead: list[DeadProcess] = []
         self._recovery_due = 0.0
         self.tasks_lost: Counter[tuple[str, str, str, str]] = Counter()  # task, queue, backend, action
         self.time_limit_kills: Counter[tuple[str, str, str]] = Counter()  # task, queue, backend
+        self.retries: Counter[tuple[str, str, str, str]] = Counter()  # task, queue, backend, outcome
+        self._retry_policies = Policies()
         self._metrics_dir = metrics_dir
         self._shutdown_timeout = shutdown_timeout
         self._heartbeat_timeout = heartbeat_timeout
@@ -179,7 +195,8 @@ class Supervisor:
 
     def registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        processes = MultiProcessCollector(None, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
+        registry.register(WithSupervisorRetries(processes, lambda: dict(self.retries)))
         registry.register(
             SupervisorCollector(
                 restarts=lambda: self.restarts,
@@ -198,26 +215,36 @@ class Supervisor:
         now = time.time()
         supervisor_ok = time.monotonic() - self._last_turn <= SUPERVISOR_STALL_S
         stopping = self._stopping_since is not None
-        processes = []
+        processes = []  # one entry per loop: per process, or per thread with --threads
         for slot in self._slots:
-            pulse = slot.heartbeat.read()
-            since_poll = now - pulse.last_poll
-            process = slot.process  # read once: the supervisor's loop replaces it
+            config = slot.config  # read once: the supervisor's loop replaces it
+            process = slot.process
             alive = process is not None and process.exitcode is None
-            # While stopping, processes exit one by one and the deadline bounds the rest: failing liveness
-            # then would only get the pod killed in the middle of its drain.
-            ok = slot.finished or stopping or (alive and pulse.busy) or since_poll <= self._heartbeat_timeout
-            processes.append(
-                {
-                    "index": slot.config.index,
-                    "worker_id": slot.config.worker_id,
-                    "pid": process.pid if alive and process is not None else None,
-                    "alive": alive,
-                    "busy": alive and pulse.busy,
-                    "seconds_since_poll": round(since_poll, 3),
-                    "ok": ok,
-                }
-            )
+            for thread, (heartbeat, worker) in enumerate(
+                zip(slot.heartbeats, config.worker_ids, strict=True)
+            ):
+                pulse = heartbeat.read()
+                since_poll = now - pulse.last_poll
+                # While stopping, processes exit one by one and the deadline bounds the rest: failing liveness
+                # then would only get the pod killed in the middle of its drain.
+                ok = (
+                    slot.finished
+                    or stopping
+                    or (alive and pulse.busy)
+                    or since_poll <= self._heartbeat_timeout
+                )
+                processes.append(
+                    {
+                        "index": config.index,
+                        "thread": thread,
+                        "worker_id": worker,
+                        "pid": process.pid if alive and process is not None else None,
+                        "alive": alive,
+                        "busy": alive and pulse.busy,
+                        "seconds_since_poll": round(since_poll, 3),
+                        "ok": ok,
+                    }
+                )
         healthy = supervisor_ok and all(process["ok"] for process in processes)
         return healthy, {"supervisor_ok": supervisor_ok, "processes": processes}
 
@@ -268,7 +295,8 @@ class Supervisor:
         return 1 if self._tasks_cut_off else 0
 
     def _spawn(self, slot: Slot) -> None:
-        slot.heartbeat.reset(time.time())
+        for heartbeat in slot.heartbeats:
+            heartbeat.reset(time.time())
         slot.process = self._context.Process(
             target=child_main, args=(slot.config,), name=f"worker-{slot.config.index}"
         )
@@ -279,7 +307,7 @@ class Supervisor:
             "started worker process %s (pid %s, worker id %s)",
             slot.config.index,
             slot.process.pid,
-            slot.config.worker_id,
+            ", ".join(slot.config.worker_ids),
         )
 
     def _reap(self) -> None:
@@ -289,22 +317,25 @@ class Supervisor:
             if process is None or process.exitcode is None:
                 continue
             exit_code, pid = process.exitcode, process.pid
-            pulse = slot.heartbeat.read()
+            busy = slot.busy()
             # Its live gauges go first: `processes` never drops while the dead one's in-progress still counts.
             if pid is not None:
                 mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
             slot.process = None  # not closed: the endpoint thread may still be looking at it
             killed_after_s, slot.killed_after_s = slot.killed_after_s, None
+            overdue_ids, slot.overdue_ids = slot.overdue_ids, ()
             if exit_code != 0:
                 self._dead.append(
-                    DeadProcess(slot.config.index, slot.config.worker_id, exit_code, killed_after_s)
+                    DeadProcess(
+                        slot.config.index, slot.config.worker_ids, exit_code, killed_after_s, overdue_ids
+                    )
                 )
                 self._recovery_due = 0.0
             if killed_after_s is not None:
                 logger.warning(
                     "worker process %s (worker id %s) killed: task over its hard time limit (%.1fs)%s",
                     slot.config.index,
-                    slot.config.worker_id,
+                    ", ".join(overdue_ids),
                     killed_after_s,
                     "" if self._stopping_since is not None else "; restarting it now",
                 )
@@ -324,10 +355,10 @@ class Supervisor:
                 logger.error(
                     "worker process %s (worker id %s) died with exit code %s after %.1fs%s; restart in %.0fs",
                     slot.config.index,
-                    slot.config.worker_id,
+                    ", ".join(slot.config.worker_ids),
                     exit_code,
                     ran_s,
-                    f" while running a task (--on-worker-lost={self._on_worker_lost})" if pulse.busy else "",
+                    f" while running a task (--on-worker-lost={self._on_worker_lost})" if busy else "",
                     slot.backoff_s,
                 )
                 slot.backoff_s = min(slot.backoff_s * 2, MAX_BACKOFF_S)
@@ -341,7 +372,8 @@ class Supervisor:
                 # A new id: the dead process's rows are told apart from the new process's claims.
                 slot.restarts += 1
                 slot.config = replace(
-                    slot.config, worker_id=worker_id(self._pod, slot.config.index, slot.restarts)
+                    slot.config,
+                    worker_ids=worker_ids(self._pod, slot.config.index, slot.restarts, self._threads),
                 )
                 self._spawn(slot)
 
@@ -353,21 +385,31 @@ class Supervisor:
             process = slot.process
             if process is None or process.exitcode is not None or slot.killed_after_s is not None:
                 continue
-            pulse = slot.heartbeat.read()
-            if not (pulse.busy and 0 < pulse.deadline <= now):
+            pulses = [heartbeat.read() for heartbeat in slot.heartbeats]
+            if not any(pulse.busy and 0 < pulse.deadline <= now for pulse in pulses):
                 continue
             process.kill()
             process.join()
-            # The process may have moved on to another task between the reading and the kill: only the task
-            # that is still the overdue one counts as over its limit (any other is a lost worker's task).
-            if slot.heartbeat.read() == pulse:
-                slot.killed_after_s = time.time() - pulse.busy_since
+            # A thread may have moved on to another task between the reading and the kill: only a task that
+            # is still the overdue one counts as over its limit (any other is a lost worker's task).
+            overdue = [
+                (worker, pulse)
+                for worker, pulse, heartbeat in zip(
+                    slot.config.worker_ids, pulses, slot.heartbeats, strict=True
+                )
+                if pulse.busy and 0 < pulse.deadline <= now and heartbeat.read() == pulse
+            ]
+            if overdue:
+                slot.killed_after_s = time.time() - min(pulse.busy_since for _, pulse in overdue)
+                slot.overdue_ids = tuple(worker for worker, _ in overdue)
 
     def _next_deadline(self) -> float | None:
         deadlines = [
             pulse.deadline
             for slot in self._slots
-            if slot.alive and (pulse := slot.heartbeat.read()).busy and pulse.deadline > 0
+            if slot.alive
+            for heartbeat in slot.heartbeats
+            if (pulse := heartbeat.read()).busy and pulse.deadline > 0
         ]
         return min(deadlines, default=None)
 
@@ -400,15 +442,22 @@ class Supervisor:
         try:
             while self._dead:
                 dead = self._dead[0]
-                if dead.killed_after_s is not None:
+                if dead.overdue_ids:
                     self._record_time_limit_kill(dead, self._resolve_time_limit(dead))
-                else:
-                    traceback = (
-                        f"WorkerLost: worker process {dead.index} (worker id {dead.worker_id}) of pod "
-                        f"{self._pod} died while running this task ({dead.cause()}), so the taskpool "
-                        f"supervisor resolved the task (--on-worker-lost={self._on_worker_lost})"
-                    )
-                    self._record_lost(self._resolve_lost([dead.worker_id], traceback))
+                    # Resolved: a retry of this recovery must not count them again.
+                    self._dead[0] = dead = replace(dead, overdue_ids=())
+                cause = (
+                    "killed because a sibling thread's task ran past its hard time limit"
+                    if dead.killed_after_s is not None
+                    else dead.cause()
+                )
+                traceback = (
+                    f"WorkerLost: worker process {dead.index} (worker id {dead.worker_id}) of pod "
+                    f"{self._pod} died while running this task ({cause}), so the taskpool "
+                    f"supervisor resolved the task (--on-worker-lost={self._on_worker_lost})"
+                )
+                # The overdue rows are FAILED already: the guarded UPDATE leaves them alone.
+                self._record_lost(self._resolve_lost(list(dead.worker_ids), traceback))
                 self._dead.pop(0)
         except DatabaseError as exc:
             self._recovery_due = now + RECOVERY_RETRY_S
@@ -422,18 +471,52 @@ class Supervisor:
             connections[alias].close()
 
     def _resolve_lost(self, worker_ids: list[str], traceback: str) -> list[ResolvedTask]:
+        self._retry_interrupted(worker_ids, WorkerLost, traceback)
         if self._on_worker_lost is LostAction.REQUEUE:
             return recovery.requeue(self._database_alias, self._backend, worker_ids)
-        return recovery.fail(self._database_alias, self._backend, worker_ids, WorkerLost, traceback)
+        return self._fail(worker_ids, WorkerLost, traceback)
+
+    def _retry_interrupted(
+        self, worker_ids: list[str], exception: type[BaseException], traceback: str
+    ) -> None:
+        """Retries the tasks whose policy says `retry_interrupted` and that have attempts left."""
+
+        def delay_of(task_path: str, attempts: int) -> float | None:
+            return self._retry_policies.of(task_path).delay_after(attempts, exception, jitter_draw())
+
+        alias, backend = self._database_alias, self._backend
+        retried = recovery.retry(
+            alias, backend, worker_ids, exception=exception, traceback=traceback, delay_of=delay_of
+        )
+        for task in retried:
+            self.retries[task.task_path, task.queue_name, task.backend_name, "retried"] += 1
+            logger.warning(
+                "task id=%s path=%s queue=%s outcome=retried cause=%s",
+                task.id,
+                task.task_path,
+                task.queue_name,
+                exception.__name__,
+                extra={"task_id": task.id, "task_path": task.task_path, "queue": task.queue_name},
+            )
+
+    def _fail(
+        self, worker_ids: list[str], exception: type[BaseException], traceback: str
+    ) -> list[ResolvedTask]:
+        failed = recovery.fail(self._database_alias, self._backend, worker_ids, exception, traceback)
+        for task in failed:
+            policy = self._retry_policies.of(task.task_path)
+            if policy.retries and policy.retries_on(exception):
+                self.retries[task.task_path, task.queue_name, task.backend_name, "exhausted"] += 1
+        return failed
 
     def _resolve_time_limit(self, dead: DeadProcess) -> list[ResolvedTask]:
         traceback = (
             "TimeLimitExceeded: the task ran past its hard time limit, so the taskpool supervisor killed "
-            f"worker process {dead.index} (worker id {dead.worker_id}) of pod {self._pod} after "
+            f"worker process {dead.index} (worker id {', '.join(dead.overdue_ids)}) of pod {self._pod} after "
             f"{dead.killed_after_s or 0.0:.1f}s"
         )
-        alias, backend = self._database_alias, self._backend
-        return recovery.fail(alias, backend, [dead.worker_id], TimeLimitExceeded, traceback)
+        self._retry_interrupted(list(dead.overdue_ids), TimeLimitExceeded, traceback)
+        return self._fail(list(dead.overdue_ids), TimeLimitExceeded, traceback)
 
     def _record_lost(self, resolved: list[ResolvedTask]) -> None:
         action = str(self._on_worker_lost)
@@ -524,6 +607,7 @@ class Supervisor:
     def close(self) -> None:
         signal.set_wakeup_fd(-1)
         for slot in self._slots:
-            slot.heartbeat.close()
+            for heartbeat in slot.heartbeats:
+                heartbeat.close()
         self._wakeup_read.close()
         self._wakeup_write.close()

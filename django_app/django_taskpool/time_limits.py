@@ -10,15 +10,22 @@ The hard limit is enforced by the supervisor (it kills the process; a task stuck
 cannot ignore that). The soft limit is a SIGALRM timer in the worker process: its handler raises
 `SoftTimeLimitExceeded` only while the task's function is on the main thread's stack, so an alarm that lands
 after the task returned (while its result is being stored) is ignored and the timer is disarmed right after.
+With `--threads` (signals reach only the main thread) a timer thread raises the exception asynchronously in
+the task's thread instead, with the same check of the task's stack; it lands at the task's next Python
+instruction, so a task blocked inside one long C call (a `sleep`, a socket read) sees it when that returns.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import signal
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import CodeType, FrameType
+from typing import Protocol
 
 from django.conf import settings
 from django.tasks import Task
@@ -108,3 +115,56 @@ class SoftTimeLimitAlarm:
                 self._on_fire()
                 raise SoftTimeLimitExceeded(f"the task ran past its soft time limit of {self._seconds:g}s")
             frame = frame.f_back
+
+
+class SoftLimit(Protocol):
+    def arm(self, seconds: float) -> None: ...
+    def disarm(self) -> None: ...
+
+
+def raise_in_thread(thread_id: int, exception: type[BaseException]) -> bool:
+    """Raises `exception` in another thread at its next Python instruction; whether the thread exists."""
+    return bool(
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exception))
+    )
+
+
+def runs_task(thread_id: int) -> bool:
+    """Whether a task's function is on the stack of thread `thread_id` now."""
+    frame: FrameType | None = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code is _TASK_CALL_CODE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class ThreadSoftTimeLimit:
+    """The soft limit of the task one worker thread is running (`--threads`): a timer thread that raises
+    `SoftTimeLimitExceeded` in it, only while the task's function is on its stack."""
+
+    def __init__(self, on_fire: Callable[[], None]) -> None:
+        self._on_fire = on_fire
+        self._lock = threading.Lock()  # arm/disarm and firing never interleave
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        thread_id = threading.get_ident()
+        with self._lock:
+            self._timer = threading.Timer(seconds, self._fire, args=(thread_id,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def disarm(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _fire(self, thread_id: int) -> None:
+        with self._lock:
+            if self._timer is None or not runs_task(thread_id):
+                return
+            self._timer = None
+            self._on_fire()
+            raise_in_thread(thread_id, SoftTimeLimitExceeded)

@@ -12,29 +12,53 @@ The claim logic is upstream's, untouched. This subclass only
 - applies the task's time limits (django_taskpool.time_limits): the hard deadline goes into the heartbeat for
   the supervisor to enforce, the soft one arms an alarm for the duration of the task. A task without limits
   arms nothing.
+- applies the task's retry policy (django_taskpool.retries): a failure that may retry is written as the row
+  going back to READY with its `run_after` (one UPDATE, in place of upstream's FAILED write).
+
+With `--threads N` a process runs N such loops in threads (`run_threads`): each has its own worker id,
+heartbeat and database connection (Django's connections are per thread); the main thread only waits and
+handles signals: the first stops every loop after its current task, the second raises SystemExit in every
+thread still running a task (stored FAILED, as upstream does with one loop).
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
 import os
 import signal
 import sys
+import threading
 import time
+import traceback
 from types import FrameType
 from typing import Any
 
-from django.db import OperationalError
+from django.db import OperationalError, connections
+from django.tasks import TaskResultStatus
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import retry as retry_locked_writes
 from prometheus_client import Gauge
 
 from django_taskpool import logs
 from django_taskpool.config import WorkerConfig
+from django_taskpool.exceptions import class_path
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
-from django_taskpool.time_limits import SoftTimeLimitAlarm, TimeLimits, configured_limits, resolve
+from django_taskpool.retries import Policies, RetryPolicy, jitter_draw
+from django_taskpool.time_limits import (
+    SoftLimit,
+    SoftTimeLimitAlarm,
+    ThreadSoftTimeLimit,
+    TimeLimits,
+    configured_limits,
+    raise_in_thread,
+    resolve,
+)
 
 logger = logging.getLogger("django_taskpool")
 
@@ -43,20 +67,25 @@ class TaskpoolWorker(Worker):
     def __init__(
         self,
         *,
-        index: int,
+        label: str,
         heartbeat: Heartbeat,
         metrics: TaskMetrics,
         default_time_limit: float | None,
+        threaded: bool = False,
         **kwargs: Any,
     ) -> None:
         self._heartbeat = heartbeat
         self._metrics = metrics
         self._configured_limits = configured_limits()
+        self._retry_policies = Policies()
         self._default_time_limit = default_time_limit
         self._limits: dict[str, TimeLimits] = {}  # by task path: fixed for the life of the process
         self._soft_limit_labels: tuple[str, str, str] = ("", "", "")
-        self._soft_alarm = SoftTimeLimitAlarm(self._on_soft_limit)
-        self._poll_gauge = metrics.last_poll.labels(process=str(index))
+        self._soft_alarm: SoftLimit = (
+            ThreadSoftTimeLimit(self._on_soft_limit) if threaded else SoftTimeLimitAlarm(self._on_soft_limit)
+        )
+        self.thread_id: int | None = None  # set by the thread running the loop (`--threads`)
+        self._poll_gauge = metrics.last_poll.labels(process=label)
         self._parent_pid = os.getppid()
         # True between turns of the loop (sleeping, or not started yet): the only time exiting is safe.
         self._between_turns = True
@@ -95,6 +124,11 @@ class TaskpoolWorker(Worker):
 
     def run_task(self, db_task_result: DBTaskResult[..., Any]) -> None:
         limits = self._limits_of(db_task_result.task_path)
+        policy = self._retry_policies.of(db_task_result.task_path)
+        if policy.retries:
+            # Upstream's run_task stores any failure through `set_failed`; this row's decides between FAILED
+            # and a retry (the class's method stays upstream's: only this instance is changed).
+            db_task_result.set_failed = functools.partial(self._store_failure, db_task_result, policy)
         self._heartbeat.busy(time.time(), time.monotonic() + limits.hard if limits.hard else 0.0)
         if limits.soft:
             self._soft_limit_labels = (
@@ -130,37 +164,156 @@ class TaskpoolWorker(Worker):
     def _on_soft_limit(self) -> None:
         self._metrics.soft_time_limits.labels(*self._soft_limit_labels).inc()
 
+    def _store_failure(self, row: DBTaskResult[..., Any], policy: RetryPolicy, exc: BaseException) -> None:
+        """FAILED (upstream's write), or with an attempt left READY again after the backoff: one UPDATE, so a
+        caller never sees the row FAILED in between. The attempt's error stays on the READY row."""
+        labels = (row.task_path, row.queue_name, row.backend_name)
+        delay = policy.delay_after(len(row.worker_ids), type(exc), jitter_draw())
+        if delay is None:
+            DBTaskResult.set_failed(row, exc)
+            if policy.retries_on(type(exc)):
+                self._metrics.retries.labels(*labels, "exhausted").inc()
+            return
+        _store_retry(row, exc, delay)
+        self._metrics.retries.labels(*labels, "retried").inc()
+        logger.info(
+            "task id=%s path=%s attempt %s failed (%s): retry after %.3fs",
+            row.id,
+            row.task_path,
+            len(row.worker_ids),
+            type(exc).__qualname__,
+            delay,
+            extra={"task_id": str(row.id), "task_path": row.task_path, "retry_in_s": delay},
+        )
+
+
+@retry_locked_writes()
+def _store_retry(row: DBTaskResult[..., Any], exc: BaseException, delay: float) -> None:
+    row.status = TaskResultStatus.READY
+    row.run_after = timezone.now() + datetime.timedelta(seconds=delay)
+    row.finished_at = None
+    row.return_value = None
+    row.exception_class_path = class_path(type(exc))
+    row.traceback = "".join(traceback.format_exception(exc))
+    row.save(
+        update_fields=[
+            "status",
+            "run_after",
+            "finished_at",
+            "return_value",
+            "exception_class_path",
+            "traceback",
+        ]
+    )
+
+
+def thread_label(index: int, thread: int, threads: int) -> str:
+    """The `process` label of a loop's metrics: the process index, with `_<thread>` when it has threads."""
+    return str(index) if threads == 1 else f"{index}_{thread}"
+
 
 def run_worker(config: WorkerConfig) -> int:
     """Runs one worker process until it is told to stop; the exit code for the supervisor."""
     options = config.options
     logs.configure(options.log_format, options.verbosity)
-    heartbeat = Heartbeat(config.heartbeat_path)
-    heartbeat.reset(time.time())
     metrics = TaskMetrics()
     connect_receivers(metrics)
-    worker = TaskpoolWorker(
-        index=config.index,
-        heartbeat=heartbeat,
-        metrics=metrics,
-        default_time_limit=options.time_limit,
-        queue_names=options.queue_names,
-        interval=options.interval,
-        batch=options.batch,
-        backend_name=options.backend_name,
-        startup_delay=options.startup_delay,
-        max_tasks=options.max_tasks,
-        worker_id=config.worker_id,
-        excluded_queue_names=options.excluded_queue_names,
-    )
-    worker.configure_signals()
+    threads = len(config.worker_ids)
+    workers = []
+    for thread, (worker_id, heartbeat_path) in enumerate(
+        zip(config.worker_ids, config.heartbeat_paths, strict=True)
+    ):
+        heartbeat = Heartbeat(heartbeat_path)
+        heartbeat.reset(time.time())
+        workers.append(
+            TaskpoolWorker(
+                label=thread_label(config.index, thread, threads),
+                heartbeat=heartbeat,
+                metrics=metrics,
+                default_time_limit=options.time_limit,
+                threaded=threads > 1,
+                queue_names=options.queue_names,
+                interval=options.interval,
+                batch=options.batch,
+                backend_name=options.backend_name,
+                startup_delay=options.startup_delay,
+                max_tasks=options.max_tasks,
+                worker_id=worker_id,
+                excluded_queue_names=options.excluded_queue_names,
+            )
+        )
+    if threads == 1:
+        workers[0].configure_signals()
+        return run_loop(workers[0])
+    return ThreadedWorkers(workers).run()
+
+
+def run_loop(worker: TaskpoolWorker) -> int:
+    """One loop to its end; the exit code it asks for (1: it lost the database or crashed)."""
     try:
         worker.run()
     except OperationalError as exc:
         # One line: a database outage is not a bug, and the supervisor restarts the process.
-        logger.error("worker %s lost the database: %s", config.worker_id, str(exc).strip().splitlines()[0])  # noqa: TRY400
+        logger.error("worker %s lost the database: %s", worker.worker_id, str(exc).strip().splitlines()[0])  # noqa: TRY400
         return 1
     except Exception:
-        logger.exception("worker %s crashed", config.worker_id)
+        logger.exception("worker %s crashed", worker.worker_id)
         return 1
+    finally:
+        connections.close_all()  # this thread's connections
     return 0
+
+
+class ThreadedWorkers:
+    """The main thread of a process with `--threads`: starts the loops, handles signals, collects exits.
+
+    A loop that crashes or loses the database ends the whole process (exit 1): the others are stopped after
+    their current task, and the supervisor restarts the process under new worker ids, as with one loop.
+    """
+
+    def __init__(self, workers: list[TaskpoolWorker]) -> None:
+        self._workers = workers
+        self._exit_codes: list[int] = []
+        self._done = threading.Condition()
+        self._stopping = False
+
+    def run(self) -> int:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            signal.signal(signum, self._on_signal)
+        threads = [
+            threading.Thread(target=self._run_one, args=(worker,), name=worker.worker_id, daemon=True)
+            for worker in self._workers
+        ]
+        for thread in threads:
+            thread.start()
+        with self._done:
+            # A bounded wait: signal handlers run on this thread between waits.
+            while len(self._exit_codes) < len(threads):
+                self._done.wait(0.5)
+                if any(self._exit_codes) and not self._stopping:
+                    self._stop()
+        return max(self._exit_codes)
+
+    def _run_one(self, worker: TaskpoolWorker) -> None:
+        worker.thread_id = threading.get_ident()
+        code = run_loop(worker)
+        with self._done:
+            self._exit_codes.append(code)
+            self._done.notify()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        for worker in self._workers:
+            worker.running = False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self._stopping:
+            logger.info(
+                "received %s: threads finish their current tasks, then exit", signal.strsignal(signum)
+            )
+            self._stop()
+            return
+        logger.warning("received %s again: interrupting the running tasks", signal.strsignal(signum))
+        for worker in self._workers:
+            if worker.running_task and worker.thread_id is not None:
+                raise_in_thread(worker.thread_id, SystemExit)

@@ -81,6 +81,10 @@ KINDS: dict[str, tuple[Task[Any, Any], Callable[[int, dict[str, Any]], Arguments
         tasks.bounded,
         lambda i, body: ((), {"duration": _number(body, "duration", 5.0, 0, MAX_DURATION_S)}),
     ),
+    "fails_first": (
+        tasks.fails_first,
+        lambda i, body: ((), {"failures": _integer(body, "failures", 2, 0, 10)}),
+    ),
     "context": (
         tasks.with_context,
         lambda i, body: ((), {"label": f"burst-{i}"}),

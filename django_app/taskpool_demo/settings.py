@@ -2,7 +2,8 @@
 
 Required: `DATABASE_URL` (a PostgreSQL URL). Optional: `DJANGO_DEBUG=1`, `DJANGO_SECRET_KEY`,
 `DJANGO_ALLOWED_HOSTS` (comma list), `DJANGO_LOG_LEVEL`, `TASKPOOL_DEMO_EMAIL_BACKEND` (console, locmem),
-`TASKPOOL_DEMO_TIME_LIMITS` (JSON for the `TASKPOOL_TIME_LIMITS` setting, used by tests and benchmarks).
+`TASKPOOL_DEMO_TIME_LIMITS` (JSON for the `TASKPOOL_TIME_LIMITS` setting, used by tests and benchmarks),
+`TASKPOOL_DEMO_RETRIES` (JSON for the `TASKPOOL_RETRIES` setting, likewise).
 """
 
 import json
@@ -78,6 +79,7 @@ if _email_backend not in _EMAIL_BACKENDS:
     )
 EMAIL_BACKEND = _EMAIL_BACKENDS[_email_backend]
 TASKPOOL_TIME_LIMITS = json.loads(os.environ.get("TASKPOOL_DEMO_TIME_LIMITS") or "{}")
+TASKPOOL_RETRIES = json.loads(os.environ.get("TASKPOOL_DEMO_RETRIES") or "{}")
 DEFAULT_FROM_EMAIL = "taskpool-demo@example.com"
 
 LOGGING = {

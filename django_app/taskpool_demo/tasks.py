@@ -72,6 +72,19 @@ def bounded(duration: float) -> dict[str, Any]:
     return {"stopped_early": False, "after_s": round(time.monotonic() - started, 3)}
 
 
+class NotYetError(RuntimeError):
+    """Raised by `fails_first` on its first attempts."""
+
+
+@task(takes_context=True, max_attempts=3, retry_backoff=1.0, retry_on=(NotYetError,))
+def fails_first(context: TaskContext, failures: int = 2) -> dict[str, Any]:
+    """Fails its first `failures` attempts (a webhook that is down for a while), then succeeds; it retries
+    up to 3 attempts in all, 1 s then 2 s apart (with jitter: at least half of that)."""
+    if context.attempt <= failures:
+        raise NotYetError(f"attempt {context.attempt} of the first {failures} fails on purpose")
+    return {"attempt": context.attempt, "worker_ids": list(context.task_result.worker_ids)}
+
+
 @task(takes_context=True)
 def with_context(context: TaskContext, label: str) -> dict[str, Any]:
     """Reports what the worker knows about its own run."""

@@ -73,6 +73,8 @@ def worker_command(pool: Pool) -> list[str]:
     flags += [
         "--concurrency",
         str(pool.concurrency),
+        "--threads",
+        str(pool.threads),
         "--interval",
         _seconds_flag(parse_duration(pool.worker["interval"])),
         "--metrics-port",

@@ -93,6 +93,10 @@ class Pool:
         return int(self.worker["concurrency"])
 
     @property
+    def threads(self) -> int:
+        return int(self.worker["threads"])
+
+    @property
     def metrics_port(self) -> int:
         return int(self.worker["metricsPort"])
 
@@ -137,7 +141,9 @@ class Pool:
                     enabled=bool(scaling["enabled"]),
                     min_replicas=int(scaling["minReplicas"]),
                     max_replicas=int(scaling["maxReplicas"]),
-                    tasks_per_replica=int(scaling.get("tasksPerReplica") or worker["concurrency"]),
+                    tasks_per_replica=int(
+                        scaling.get("tasksPerReplica") or int(worker["concurrency"]) * int(worker["threads"])
+                    ),
                     poll_interval_s=parse_duration(scaling["pollInterval"]),
                     scale_down_stabilization_s=parse_duration(scaling["scaleDownStabilization"]),
                     scale_to_zero_after_s=parse_duration(scaling["scaleToZeroAfter"]),

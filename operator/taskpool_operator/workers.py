@@ -1,9 +1,10 @@
 """Which worker pod a worker id belongs to (pure). `parse_worker_id` is the operator's only reader of ids.
 
 Worker ids are `<pod name>-<process index>`, or `<pod name>-<process index>.<restart>` for a restarted
-process (docs/contracts.md, django_taskpool.worker_ids); when longer than 64 characters, characters are
-dropped from the start of the pod name, keeping its unique end. Pool names are at most 35 characters (the
-CRD), so the pods of `<pool>-workers` have names of at most 60 characters.
+process, each followed by `_<thread>` when the process runs threads (`--threads`); when longer than 64
+characters, characters are dropped from the start of the pod name, keeping its unique end (docs/contracts.md,
+django_taskpool.worker_ids). Pool names are at most 35 characters (the CRD), so the pods of `<pool>-workers`
+have names of at most 60 characters.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Final
 from taskpool_operator.objects import deployment_name
 
 WORKER_ID_MAX_LENGTH: Final = 64
-_WORKER_ID: Final = re.compile(r"(?P<pod>.+)-(?P<index>[0-9]+)(?:\.(?P<restart>[0-9]+))?")
+_WORKER_ID: Final = re.compile(
+    r"(?P<pod>.+)-(?P<index>[0-9]+)(?:\.(?P<restart>[0-9]+))?(?:_(?P<thread>[0-9]+))?"
+)
 # A Deployment's pods are `<deployment>-<pod-template-hash>-<random suffix>` (up to 10 and exactly 5 chars).
 _DEPLOYMENT_POD: Final = re.compile(r"(?P<deployment>.+)-[a-z0-9]{1,10}-[a-z0-9]{5}")
 
@@ -27,6 +30,7 @@ class WorkerId:
     """The pod name, or its end when the id was trimmed (`trimmed`)."""
     index: int
     restart: int | None
+    thread: int | None
     trimmed: bool
 
     def is_of(self, pod_name: str) -> bool:
@@ -40,11 +44,12 @@ def parse_worker_id(worker_id: str) -> WorkerId | None:
     match = _WORKER_ID.fullmatch(worker_id)
     if match is None:
         return None
-    restart = match["restart"]
+    restart, thread = match["restart"], match["thread"]
     return WorkerId(
         pod=match["pod"],
         index=int(match["index"]),
         restart=None if restart is None else int(restart),
+        thread=None if thread is None else int(thread),
         trimmed=len(worker_id) >= WORKER_ID_MAX_LENGTH,
     )
 

@@ -291,13 +291,15 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
     prometheus = start_prometheus(prometheus_config(operator.metrics_port, worker.port, namespace, pod_job))
     start = time.time()
     # Lost and time-limited tasks, on the local worker before the pool has a pod to take them: a task whose
-    # process is killed, one past its hard limit (--time-limit=3), one past its soft limit (`bounded`).
+    # process is killed, one past its hard limit (--time-limit=3), one past its soft limit (`bounded`); and
+    # retries: `fails_first` retried once then successful, and retried until its 3 attempts are exhausted.
     faults = enqueue(db.url, "slow", count=1, duration=2.5)
     busy = wait_until(
         lambda: next((p for p in worker.health()["processes"] if p["busy"]), None), 30, "a busy process"
     )
     os.kill(busy["pid"], signal.SIGKILL)
     faults += enqueue(db.url, "slow", count=1, duration=30) + enqueue(db.url, "bounded", count=1, duration=5)
+    faults += enqueue(db.url, "fails_first", failures=1) + enqueue(db.url, "fails_first", failures=5)
     wait_until(
         lambda: all(task_rows(db.dsn)[i]["status"] in {"SUCCESSFUL", "FAILED"} for i in faults),
         60,

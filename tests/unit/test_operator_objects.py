@@ -75,6 +75,7 @@ def test_worker_command_carries_the_pool_flags() -> None:
             backend="bulk",
             worker={
                 "concurrency": 4,
+                "threads": 8,
                 "interval": "500ms",
                 "shutdownTimeout": "45s",
                 "args": ["--verbosity", "2"],
@@ -87,6 +88,7 @@ def test_worker_command_carries_the_pool_flags() -> None:
         "--backend", "bulk",
         "--queue-name", "emails,reports",
         "--concurrency", "4",
+        "--threads", "8",
         "--interval", "0.5",
         "--metrics-port", "9100",
         "--shutdown-timeout", "45",
@@ -214,9 +216,16 @@ def test_pool_defaults_come_from_the_crd() -> None:
     assert pool.scaling.enabled is True
     assert pool.scaling.min_replicas == 0
     assert pool.scaling.max_replicas == 10
-    assert pool.scaling.tasks_per_replica == pool.concurrency == 1
+    assert pool.scaling.tasks_per_replica == pool.concurrency == pool.threads == 1
     assert pool.scaling.poll_interval_s == 5
     assert pool.manual_replicas is None
+
+
+def test_slots_per_pod_default_to_processes_times_threads() -> None:
+    pool = Pool.from_body(body(worker={"concurrency": 3, "threads": 8}))
+    assert pool.scaling.tasks_per_replica == 24
+    pool = Pool.from_body(body(worker={"concurrency": 3, "threads": 8}, scaling={"tasksPerReplica": 5}))
+    assert pool.scaling.tasks_per_replica == 5
 
 
 def test_pool_rejects_inconsistent_specs() -> None:

@@ -15,6 +15,10 @@ def test_worker_ids_map_to_their_pod() -> None:
     assert workers.pod_of_worker(f"{POD}-3.17") == POD
     assert workers.is_pool_worker("emails", f"{POD}-3.17")
     assert workers.busy_pods([f"{POD}-1.2"], {POD}) == {POD}
+    # A thread of a process (`--threads`): `<pod>-<index>[.<restart>]_<thread>`.
+    assert workers.pod_of_worker(f"{POD}-0_7") == POD
+    assert workers.pod_of_worker(f"{POD}-2.3_15") == POD
+    assert workers.is_pool_worker("emails", f"{POD}-2.3_15")
 
 
 def test_only_this_pools_pods_are_claimed() -> None:
@@ -39,8 +43,8 @@ def test_orphans_are_ids_of_this_pool_without_a_live_pod() -> None:
 
 
 def test_ids_with_a_restart_generation_map_to_the_same_pod() -> None:
-    assert workers.parse_worker_id(f"{POD}-3.2") == workers.WorkerId(POD, 3, 2, trimmed=False)
-    assert workers.parse_worker_id(f"{POD}-3") == workers.WorkerId(POD, 3, None, trimmed=False)
+    assert workers.parse_worker_id(f"{POD}-3.2") == workers.WorkerId(POD, 3, 2, None, trimmed=False)
+    assert workers.parse_worker_id(f"{POD}-3") == workers.WorkerId(POD, 3, None, None, trimmed=False)
     assert workers.pod_of_worker(f"{POD}-12.7") == POD
     assert workers.is_pool_worker("emails", f"{POD}-0.1")
     assert workers.busy_pods([f"{POD}-1.4"], {POD}) == {POD}

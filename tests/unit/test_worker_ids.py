@@ -1,4 +1,4 @@
-"""Worker ids: `<pod>-<index>[.<restart>]`, at most 64 characters, trimmed from the start of the pod name."""
+"""Worker ids: `<pod>-<index>[.<restart>][_<thread>]`, at most 64 characters, the pod name trimmed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_taskpool.worker_ids import MAX_WORKER_ID_LENGTH, is_worker_of_pod, pod_name, worker_id
+from django_taskpool.worker_ids import MAX_WORKER_ID_LENGTH, is_worker_of_pod, pod_name, worker_id, worker_ids
 from taskpool_operator.workers import pod_of_worker
 
 pytestmark = pytest.mark.unit
@@ -46,11 +46,24 @@ def test_restarted_processes_get_a_new_id() -> None:
     assert worker_id(pod, 2, restart=13) == f"{pod}-2.13"
 
 
+def test_threads_get_an_id_each() -> None:
+    pod = "reports-workers-7d9f8c6b5d-x2x4q"
+    assert worker_id(pod, 0, restart=0, thread=3) == f"{pod}-0_3"
+    assert worker_id(pod, 2, restart=1, thread=0) == f"{pod}-2.1_0"
+    assert worker_ids(pod, 1, 0, threads=1) == (f"{pod}-1",)  # one thread: the id of a plain process
+    assert worker_ids(pod, 1, 2, threads=3) == (f"{pod}-1.2_0", f"{pod}-1.2_1", f"{pod}-1.2_2")
+
+
 @given(
-    pod=dns, index=st.integers(min_value=0, max_value=256), restart=st.integers(min_value=0, max_value=10**6)
+    pod=dns,
+    index=st.integers(min_value=0, max_value=256),
+    restart=st.integers(min_value=0, max_value=10**6),
+    thread=st.none() | st.integers(min_value=0, max_value=63),
 )
-def test_every_generation_maps_back_to_its_pod_on_both_sides(pod: str, index: int, restart: int) -> None:
-    result = worker_id(pod, index, restart)
+def test_every_generation_maps_back_to_its_pod_on_both_sides(
+    pod: str, index: int, restart: int, thread: int | None
+) -> None:
+    result = worker_id(pod, index, restart, thread)
     assert len(result) <= MAX_WORKER_ID_LENGTH
     # The operator's parser (taskpool_operator.workers) and the contract's rpartition agree.
     prefix = pod_of_worker(result)

@@ -23,6 +23,7 @@ from django_taskpool.config import LoopOptions
 from django_taskpool.database import database_alias, database_problem
 from django_taskpool.endpoints import EndpointServer
 from django_taskpool.recovery import LostAction
+from django_taskpool.retries import configured_policies
 from django_taskpool.supervisor import Supervisor, runtime_directories
 from django_taskpool.time_limits import configured_limits
 from django_taskpool.worker_ids import pod_name
@@ -30,6 +31,7 @@ from django_taskpool.worker_ids import pod_name
 logger = logging.getLogger("django_taskpool")
 
 MAX_CONCURRENCY = 256
+MAX_THREADS = 64
 
 
 def _bounded_int(low: int, high: int) -> Any:
@@ -113,6 +115,13 @@ class Command(BaseCommand):
             help="Worker processes to run (default: %(default)r).",
         )
         runtime.add_argument(
+            "--threads",
+            type=_bounded_int(1, MAX_THREADS),
+            default=1,
+            help="Copies of the worker loop in each process, each with its own worker id and database "
+            "connection: for I/O-bound tasks, which then share a process's memory (default: %(default)r).",
+        )
+        runtime.add_argument(
             "--worker-id",
             dest="worker_id_prefix",
             type=_worker_id_prefix,
@@ -176,6 +185,7 @@ class Command(BaseCommand):
         prefix = options["worker_id_prefix"] or pod_name()
         try:
             configured_limits()
+            configured_policies()
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 
@@ -197,6 +207,7 @@ class Command(BaseCommand):
             log_format=options["log_format"],
             verbosity=options["verbosity"],
             time_limit=options["time_limit"],
+            threads=options["threads"],
         )
         with runtime_directories() as (metrics_dir, heartbeat_dir):
             supervisor = Supervisor(
@@ -228,10 +239,12 @@ class Command(BaseCommand):
             supervisor.install_signal_handlers()
             server.serve_in_background()
             logger.info(
-                "serving /metrics, /healthz and /readyz on http://%s:%s; %s worker process(es), queues %s",
+                "serving /metrics, /healthz and /readyz on http://%s:%s; %s worker process(es) of %s "
+                "thread(s), queues %s",
                 host,
                 port,
                 options["concurrency"],
+                options["threads"],
                 ",".join(queue_names),
             )
             try:

@@ -11,6 +11,8 @@ from django.tasks.exceptions import InvalidTask
 
 from taskpool_demo.bursts import KINDS, BadRequest, enqueue_burst, parse_burst
 
+BODY_KEYS = ("task", "count", "queue", "duration", "priority", "run_after", "failure_rate", "failures")
+
 
 class Command(BaseCommand):
     help = "Enqueue COUNT tasks of one kind; prints the ids as JSON with --json."
@@ -23,14 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--run-after", type=float, help="seconds from now")
         parser.add_argument("--failure-rate", type=float, help="0..1 (flaky)")
+        parser.add_argument("--failures", type=int, help="attempts that fail first (fails_first)")
         parser.add_argument("--json", action="store_true", help="print the ids as a JSON list")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        body = {
-            key: options[key]
-            for key in ("task", "count", "queue", "duration", "priority", "run_after", "failure_rate")
-            if options[key] is not None
-        }
+        body = {key: options[key] for key in BODY_KEYS if options[key] is not None}
         try:
             burst = parse_burst(body)
         except (BadRequest, InvalidTask) as exc:
