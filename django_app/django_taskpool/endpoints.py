@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +17,11 @@ logger = logging.getLogger("django_taskpool")
 
 # (healthy, details) — details are shown to whoever asks, so they carry states, never secrets.
 Check = Callable[[], tuple[bool, dict[str, Any]]]
+
+# A child that (re)starts creates its metric files empty and sizes them a moment later; a scrape that reads
+# one in between fails (prometheus_client cannot parse an empty file). Such a scrape is tried again at once.
+METRICS_ATTEMPTS = 3
+METRICS_RETRY_DELAY_S = 0.02
 
 
 class EndpointServer(ThreadingHTTPServer):
@@ -44,7 +50,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, content_type, encoder(self.server.registry))
+            exposition = self._exposition(encoder)
+            if exposition is None:
+                self._send(500, "text/plain; charset=utf-8", b"metrics unavailable, see the worker's log\n")
+            else:
+                self._send(200, content_type, exposition)
         elif path in ("/healthz", "/readyz"):
             check = self.server.liveness if path == "/healthz" else self.server.readiness
             try:
@@ -56,6 +66,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if healthy else 503, "application/json", body.encode() + b"\n")
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz or /readyz\n")
+
+    def _exposition(self, encoder: Callable[[CollectorRegistry], bytes]) -> bytes | None:
+        for attempt in range(1, METRICS_ATTEMPTS + 1):
+            try:
+                return encoder(self.server.registry)
+            except Exception:  # a scrape answers, whatever happens
+                if attempt == METRICS_ATTEMPTS:
+                    logger.exception("/metrics failed %d times", METRICS_ATTEMPTS)
+                    return None
+                time.sleep(METRICS_RETRY_DELAY_S)
+        return None
 
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from django_taskpool.endpoints import EndpointServer
 from django_taskpool.metrics import SupervisorCollector
@@ -76,3 +78,33 @@ def test_a_crashing_check_is_a_failing_probe_without_details(server: tuple[str, 
 
 def test_unknown_path(server: tuple[str, State]) -> None:
     assert get(f"{server[0]}/nope")[0] == 404
+
+
+class FailingCollector(Collector):
+    """Fails its first `failures` collections, like a scrape reading a metric file a child is creating."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ValueError("unpack_from requires a buffer of at least 4 bytes")
+        yield GaugeMetricFamily("taskpool_worker_processes", "child processes alive", value=2)
+
+
+@pytest.mark.parametrize(("failures", "expected"), [(1, 200), (2, 200), (3, 500)])
+def test_a_scrape_that_races_a_starting_child_is_tried_again(failures: int, expected: int) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FailingCollector(failures))
+    endpoint = EndpointServer(
+        ("127.0.0.1", 0), registry, liveness=lambda: (True, {}), readiness=lambda: (True, {})
+    )
+    endpoint.serve_in_background()
+    try:
+        status, _, body = get(f"http://127.0.0.1:{endpoint.server_address[1]}/metrics")
+    finally:
+        endpoint.shutdown()
+        endpoint.server_close()
+    assert status == expected
+    assert ("taskpool_worker_processes 2.0" in body) == (expected == 200)
