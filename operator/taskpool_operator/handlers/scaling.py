@@ -34,13 +34,6 @@ for _label in (ERRORS_LABEL, ORPHANS_ERRORS_LABEL):
 
 SECRET_REFRESH_S = 30.0
 INVALID_SPEC_RETRY_S = 10.0
-PROBE_ERROR_REASONS = {
-    "connect": "ConnectFailed",
-    "timeout": "ProbeTimeout",
-    "missing_table": "TaskTableMissing",
-    "missing_index": "ProbeIndexMissing",
-    "query": "QueryFailed",
-}
 
 
 def _now_iso() -> str:
@@ -84,7 +77,9 @@ async def _measure(pool: Pool, hub: ProbeHub, secret: _Secret) -> _Measurement:
         return _Measurement(None, cond.database_reachable(f"{exc} (spec.database)", reason=exc.reason))
     except ProbeError as exc:  # a DSN that cannot be parsed
         secret.dsn = None
-        return _Measurement(None, cond.database_reachable(str(exc), reason=PROBE_ERROR_REASONS[exc.reason]))
+        return _Measurement(
+            None, cond.database_reachable(str(exc), reason=cond.PROBE_ERROR_REASONS[exc.reason])
+        )
     reading = hub.latest(key)
     if (
         not isinstance(reading, PoolDepth)
@@ -97,9 +92,9 @@ async def _measure(pool: Pool, hub: ProbeHub, secret: _Secret) -> _Measurement:
     if isinstance(reading, ProbeError):
         secret.dsn = None  # a rotated Secret fixes a wrong DSN: read it again next time
         return _Measurement(
-            None, cond.database_reachable(str(reading), reason=PROBE_ERROR_REASONS[reading.reason])
+            None, cond.database_reachable(str(reading), reason=cond.PROBE_ERROR_REASONS[reading.reason])
         )
-    return _Measurement(None, cond.database_reachable("no reading yet", reason="ProbePending"))
+    return _Measurement(None, cond.database_reachable("no reading yet", reason=cond.Reason.PROBE_PENDING))
 
 
 async def _mark_deletion_costs(namespace: str, pods: Collection[WorkerPod], busy: Collection[str]) -> None:
@@ -155,7 +150,11 @@ async def _orphan_round(
     view = _orphans(pool, depth, pods, mem, time.monotonic())
     orphaned_tasks = sum(w.running for w in depth.running_by_worker if w.worker_id in view.confirmed)
     if view.confirmed - mem.orphans:
-        kopf.warn(body, reason="OrphanedTasks", message=_orphan_warning(pool, orphaned_tasks, view.confirmed))
+        kopf.warn(
+            body,
+            reason=cond.EventReason.ORPHANED_TASKS,
+            message=_orphan_warning(pool, orphaned_tasks, view.confirmed),
+        )
     mem.orphans = view.confirmed
     if pool.orphans.action != "Report":  # the series of the pool's action exists from the start, at 0
         metrics.orphaned_tasks_recovered.labels(pool.namespace, pool.name, pool.orphans.action.lower())
@@ -222,13 +221,13 @@ async def _recover_orphans(
             f"marked {len(recovered)} orphaned task(s) FAILED ({orphans.WORKER_LOST}): their worker pod(s) "
             f"{gone} had been gone for {grace}"
         )
-        kopf.warn(body, reason="OrphanedTasksFailed", message=message)
+        kopf.warn(body, reason=cond.EventReason.ORPHANED_TASKS_FAILED, message=message)
     else:
         message = (
             f"made {len(recovered)} orphaned task(s) READY again for another worker: their worker pod(s) "
             f"{gone} had been gone for {grace}"
         )
-        kopf.info(body, reason="OrphanedTasksRequeued", message=message)
+        kopf.info(body, reason=cond.EventReason.ORPHANED_TASKS_REQUEUED, message=message)
     logger.info("%s/%s: %s (task ids: %s)", pool.namespace, pool.name, message, ", ".join(sorted(recovered)))
     return len(recovered)
 
@@ -246,23 +245,20 @@ async def tick(
     try:
         pool = Pool.from_body(body)
     except InvalidPool as exc:
-        invalid = cond.Condition(cond.READY, cond.FALSE, "InvalidSpec", str(exc))
-        await _write_status(
-            body,
-            mem,
-            {
-                "conditions": cond.merge(
-                    mem.last_status.get("conditions", []),
-                    [invalid],
-                    int(body["metadata"].get("generation", 0)),
-                    _now_iso(),
-                )
-            },
-        )
+        generation = int(body["metadata"].get("generation", 0))
+        before = mem.last_status.get("conditions", [])
+        conditions = cond.merge(before, cond.invalid_spec(str(exc)), generation, _now_iso())
+        _report_transitions(body, before, conditions)
+        # Observed (and found invalid): kstatus then reads Stalled instead of waiting for the generation.
+        await _write_status(body, mem, {"conditions": conditions, "observedGeneration": generation})
         return INVALID_SPEC_RETRY_S
 
     measured = await _measure(pool, hub, secret)
     depth = measured.depth
+    if measured.database.reason in cond.SECRET_REASONS:
+        mem.secret_missing_since = mem.secret_missing_since or time.monotonic()
+    else:
+        mem.secret_missing_since = None
     current = mem.desired if mem.desired is not None else deployment.spec_replicas if deployment else 0
     desired = current
     orphaned_tasks: int | None = None
@@ -296,16 +292,25 @@ async def tick(
     elif not pool.scaling.enabled:
         desired = pool.fixed_replicas
 
-    reachable = measured.database.status == cond.TRUE
+    reachable = measured.database.status == cond.Status.TRUE
+    progress = cond.Progress(
+        database=measured.database,
+        desired_replicas=desired,
+        ready_replicas=deployment.ready_replicas if deployment else 0,
+        generation_applied=mem.applied_generation == pool.generation and deployment is not None,
+        rolling_out=deployment is not None and deployment.rolling_out,
+        secret_missing_for_s=None
+        if mem.secret_missing_since is None
+        else time.monotonic() - mem.secret_missing_since,
+        write_rejected=mem.deployment_error or mem.scale_error,
+        pods_rejected=deployment.replica_failure if deployment else None,
+        pod_problems=[p.problem for p in pods if p.problem is not None and not p.deleting],
+    )
+    stalled = cond.stall(progress) is not None
     updates = [
         measured.database,
         cond.scaling_active(pool.scaling.enabled, reachable),
-        cond.ready(
-            measured.database,
-            desired,
-            deployment.ready_replicas if deployment else 0,
-            deployment_error=mem.deployment_error,
-        ),
+        *cond.progress_conditions(progress),
     ]
     if depth is not None:
         updates.append(
@@ -316,11 +321,9 @@ async def tick(
                 pool.scaling.max_replicas,
             )
         )
-    conditions = cond.merge(mem.last_status.get("conditions", []), updates, pool.generation, _now_iso())
-    for changed in cond.transitions(mem.last_status.get("conditions", []), conditions):
-        if changed["type"] == cond.DATABASE_REACHABLE:
-            event = kopf.info if changed["status"] == cond.TRUE else kopf.warn
-            event(body, reason=changed["reason"], message=changed["message"])
+    before = mem.last_status.get("conditions", [])
+    conditions = cond.merge(before, updates, pool.generation, _now_iso())
+    _report_transitions(body, before, conditions)
     metrics.record_conditions(namespace, name, conditions)
     metrics.record_replicas(
         namespace,
@@ -337,7 +340,8 @@ async def tick(
         ready_replicas=deployment.ready_replicas if deployment else 0,
         desired_replicas=desired,
         conditions=conditions,
-        observed_generation=mem.applied_generation,
+        # The generation acted on: written to the Deployment, or found impossible to act on (Stalled).
+        observed_generation=pool.generation if stalled else mem.applied_generation,
         ready_tasks=None if depth is None else depth.ready,
         running_tasks=None if depth is None else depth.running,
         oldest_ready_age_s=None if depth is None else depth.oldest_ready_age_seconds,
@@ -347,6 +351,16 @@ async def tick(
     )
     await _write_status(body, mem, status)
     return pool.scaling.poll_interval_s
+
+
+def _report_transitions(body: kopf.Body, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """One Event per change of DatabaseReachable, and a Warning when the pool becomes Stalled."""
+    for changed in cond.transitions(before, after):
+        if changed["type"] == cond.ConditionType.DATABASE_REACHABLE:
+            event = kopf.info if changed["status"] == cond.Status.TRUE else kopf.warn
+            event(body, reason=changed["reason"], message=changed["message"])
+        elif changed["type"] == cond.ConditionType.STALLED and changed["status"] == cond.Status.TRUE:
+            kopf.warn(body, reason=changed["reason"], message=changed["message"])
 
 
 async def _scale(
@@ -362,14 +376,25 @@ async def _scale(
     if decision.replicas < current:
         await _mark_deletion_costs(pool.namespace, pods, busy)
     mem.desired = decision.replicas  # first: the watch event of this write must not look like a manual edit
-    generation = await asyncio.to_thread(
-        kube.scale_deployment, pool.namespace, objects.deployment_name(pool.name), decision.replicas
-    )
+    name = objects.deployment_name(pool.name)
+    try:
+        generation = await asyncio.to_thread(kube.scale_deployment, pool.namespace, name, decision.replicas)
+    except Exception as exc:
+        rejection = kube.rejection_message(exc)
+        if rejection is None:
+            raise
+        mem.scale_error = cond.Problem(
+            cond.Reason.DEPLOYMENT_REJECTED,
+            f"the API server refused to scale Deployment {name!r}: {rejection}",
+        )
+        return
+    mem.scale_error = None
     mem.deployment_generation = max(mem.deployment_generation, generation)
     mem.last_scale_time = _now_iso()
     direction = "up" if decision.replicas > current else "down"
     metrics.scale_events.labels(pool.namespace, pool.name, direction).inc()
-    kopf.info(body, reason="ScaledUp" if direction == "up" else "ScaledDown", message=decision.message)
+    reason = cond.EventReason.SCALED_UP if direction == "up" else cond.EventReason.SCALED_DOWN
+    kopf.info(body, reason=reason, message=decision.message)
     logger.info("%s/%s: %s", pool.namespace, pool.name, decision.message)
 
 
