@@ -380,6 +380,7 @@ async def _scale(
     try:
         generation = await asyncio.to_thread(kube.scale_deployment, pool.namespace, name, decision.replicas)
     except Exception as exc:
+        mem.desired = current  # not written: the next round decides again from what the Deployment has
         rejection = kube.rejection_message(exc)
         if rejection is None:
             raise
