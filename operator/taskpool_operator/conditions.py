@@ -97,7 +97,7 @@ SECRET_REASONS: Final = frozenset(
 )
 # A Secret can be created just after its pool (same `kubectl apply`, a chart's hook, an external secrets
 # controller): it stalls the pool only when still missing after this long.
-SECRET_STALL_GRACE_S: Final = 15.0
+SECRET_STALL_GRACE_S: Final = 10.0
 # Kubernetes' reasons for a waiting container (pod status) that retries will not fix, with the pool's reason.
 STALLING_CONTAINER_REASONS: Final[Mapping[str, Reason]] = {
     "ErrImagePull": Reason.IMAGE_PULL_FAILED,
