@@ -307,3 +307,16 @@ def test_a_rolling_deployment_is_reconciling(monkeypatch: pytest.MonkeyPatch, po
     run_tick(pool_body, FakeHub(depth(ready=0)), [], deployment)
     reconciling = {c["type"]: c for c in rec.status["conditions"]}["Reconciling"]
     assert (reconciling["status"], reconciling["reason"]) == ("True", "RollingOut")
+
+
+def test_after_an_operator_restart_a_ready_pool_stays_ready_until_re_applied(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    memory.of(("shop", "emails")).last_status = {"observedGeneration": 3}  # written by the previous process
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
+    assert {c["type"]: c["status"] for c in rec.status["conditions"]}["Ready"] == "True"
+    memory.of(("shop", "emails")).last_status = {"observedGeneration": 2}  # an older spec: not yet applied
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
+    reconciling = {c["type"]: c for c in rec.status["conditions"]}["Reconciling"]
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "NewGeneration")

@@ -297,7 +297,7 @@ async def tick(
         database=measured.database,
         desired_replicas=desired,
         ready_replicas=deployment.ready_replicas if deployment else 0,
-        generation_applied=mem.applied_generation == pool.generation and deployment is not None,
+        generation_applied=_generation_applied(pool, mem) and deployment is not None,
         rolling_out=deployment is not None and deployment.rolling_out,
         secret_missing_for_s=None
         if mem.secret_missing_since is None
@@ -351,6 +351,14 @@ async def tick(
     )
     await _write_status(body, mem, status)
     return pool.scaling.poll_interval_s
+
+
+def _generation_applied(pool: Pool, mem: memory.PoolMemory) -> bool:
+    """Whether the Deployment carries the pool's spec. Until this operator process has written it once, the
+    stored status.observedGeneration stands (so a restart of the operator does not make Ready pools flap)."""
+    if mem.applied_generation is not None:
+        return mem.applied_generation == pool.generation
+    return mem.last_status.get("observedGeneration") == pool.generation
 
 
 def _report_transitions(body: kopf.Body, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
