@@ -388,10 +388,10 @@ async def _scale(
     try:
         generation = await asyncio.to_thread(kube.scale_deployment, pool.namespace, name, decision.replicas)
     except Exception as exc:
-        mem.desired = current  # not written: the next round decides again from what the Deployment has
         rejection = kube.rejection_message(exc)
         if rejection is None:
             raise
+        mem.desired = current  # refused, so not written: the next round decides again
         mem.scale_error = cond.Problem(
             cond.Reason.DEPLOYMENT_REJECTED,
             f"the API server refused to scale Deployment {name!r}: {rejection}",
