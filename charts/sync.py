@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Generates the chart's derived files from their single sources, or checks they are current.
 
+- the schemas of embedded Kubernetes core types inside `operator/taskpool_operator/crd.yaml` (its
+  `# generated:` blocks) from Kubernetes' own schemas (`charts/crd_embedded.py`);
 - `charts/taskpool/crds/taskworkerpools.yaml` from the operator's `operator/taskpool_operator/crd.yaml`;
 - the values table of `charts/taskpool/README.md` from the `# --` comments in `values.yaml`;
 - the schema of `pools[].spec` in `values.schema.json` from the CRD's spec schema, closed to unknown keys, so
   that a typo in a pool from values fails `helm install` before anything is created.
 
-    python charts/sync.py           rewrite the derived files
-    python charts/sync.py --check   exit 1 and print what differs when a derived file is stale
+    python -m charts.sync           rewrite the derived files
+    python -m charts.sync --check   exit 1 and print what differs when a derived file is stale
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from charts import crd_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "taskpool"
@@ -39,8 +43,12 @@ CRD_HEADER = (
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?:\s|$)")
 
 
+def crd_source() -> str:
+    return crd_embedded.render(CRD_SOURCE.read_text())
+
+
 def crd_copy() -> str:
-    return CRD_HEADER + CRD_SOURCE.read_text()
+    return CRD_HEADER + crd_source()
 
 
 def documented_keys(values_text: str) -> list[tuple[str, str]]:
@@ -113,7 +121,7 @@ def closed_schema(node: Any) -> Any:
 
 def values_schema() -> str:
     schema = json.loads(VALUES_SCHEMA.read_text())
-    crd = yaml.safe_load(CRD_SOURCE.read_text())
+    crd = yaml.safe_load(crd_source())
     (version,) = crd["spec"]["versions"]
     spec_schema = closed_schema(version["schema"]["openAPIV3Schema"]["properties"]["spec"])
     spec_schema["description"] = "TaskWorkerPool spec (generated from the CRD by charts/sync.py)."
@@ -122,7 +130,7 @@ def values_schema() -> str:
 
 
 def derived_files() -> dict[Path, str]:
-    return {CRD_COPY: crd_copy(), README: readme(), VALUES_SCHEMA: values_schema()}
+    return {CRD_SOURCE: crd_source(), CRD_COPY: crd_copy(), README: readme(), VALUES_SCHEMA: values_schema()}
 
 
 def main() -> int:

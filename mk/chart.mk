@@ -20,10 +20,10 @@ chart-tools:
 	scripts/install-tools.sh helm checkov
 
 chart-sync: venv
-	$(PY) charts/sync.py
+	$(PY) -m charts.sync
 
 lint-chart: venv chart-tools
-	$(PY) charts/sync.py --check
+	$(PY) -m charts.sync --check
 	$(VENV)/bin/ruff check --no-force-exclude charts/*.py charts/taskpool/files/*.py
 	$(VENV)/bin/ruff format --check --no-force-exclude charts/*.py charts/taskpool/files/*.py
 	@for values in $(CHART_DIR)/ci/*-values.yaml; do \

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import json
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -11,6 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import crd, objects
+from taskpool_operator.conditions import Reason
 
 REQUEST_TIMEOUT_S = 10.0
 # The generated client would pick JSON Patch for dict bodies; every patch here is a JSON merge patch.
@@ -20,7 +23,7 @@ MERGE_PATCH = "application/merge-patch+json"
 class SecretProblem(Exception):
     """The pool's Secret or its key is missing or unreadable; the message names them, never their content."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -64,6 +67,25 @@ def _plain(obj: Any) -> dict[str, Any]:
 def is_not_found(exc: BaseException) -> bool:
     """The one check for "that object does not exist (any more)"."""
     return isinstance(exc, ApiException) and exc.status == HTTPStatus.NOT_FOUND
+
+
+# 4xx answers that retrying the same write may cure: gone meanwhile, changed meanwhile, throttled.
+_RETRYABLE_CLIENT_ERRORS = frozenset({404, 408, 409, 429})
+REJECTION_MESSAGE_LIMIT = 1024
+
+
+def rejection_message(exc: BaseException) -> str | None:
+    """The API server's own message when it refused a write (invalid, forbidden by RBAC or admission...),
+    None for errors that a retry may cure. The operator's writes never carry a Secret's value (the DSN
+    reaches the pods through a secretKeyRef), so neither does the message."""
+    if not isinstance(exc, ApiException) or exc.status is None:
+        return None
+    if not 400 <= exc.status < 500 or exc.status in _RETRYABLE_CLIENT_ERRORS:
+        return None
+    message = ""
+    with contextlib.suppress(ValueError, AttributeError):  # a body that is not a Status object
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    return (message or f"{exc.status} {exc.reason}")[:REJECTION_MESSAGE_LIMIT]
 
 
 def read_deployment(namespace: str, name: str) -> dict[str, Any] | None:
@@ -147,17 +169,21 @@ def read_secret_value(namespace: str, name: str, key: str) -> str:
         secret = _core().read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
     except ApiException as exc:
         if is_not_found(exc):
-            raise SecretProblem("SecretNotFound", f"Secret {name!r} does not exist") from None
+            raise SecretProblem(Reason.SECRET_NOT_FOUND, f"Secret {name!r} does not exist") from None
         if exc.status == HTTPStatus.FORBIDDEN:
-            raise SecretProblem("SecretForbidden", f"the operator may not read Secret {name!r}") from None
+            raise SecretProblem(
+                Reason.SECRET_FORBIDDEN, f"the operator may not read Secret {name!r}"
+            ) from None
         raise
     data = secret.data or {}
     if key not in data:
-        raise SecretProblem("SecretKeyNotFound", f"Secret {name!r} has no key {key!r}")
+        raise SecretProblem(Reason.SECRET_KEY_NOT_FOUND, f"Secret {name!r} has no key {key!r}")
     try:
         return base64.b64decode(data[key]).decode("utf-8").strip()
     except (ValueError, UnicodeDecodeError):
-        raise SecretProblem("SecretKeyInvalid", f"key {key!r} of Secret {name!r} is not UTF-8 text") from None
+        raise SecretProblem(
+            Reason.SECRET_KEY_INVALID, f"key {key!r} of Secret {name!r} is not UTF-8 text"
+        ) from None
 
 
 def patch_pool_status(namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -102,7 +102,7 @@ operator_build_info = Gauge(
 )
 operator_build_info.labels(version=__version__).set(1)
 
-_STATUSES = (cond.TRUE, cond.FALSE, cond.UNKNOWN)
+_STATUSES = tuple(cond.Status)
 _queues_seen: dict[tuple[str, str], set[str]] = {}
 
 
@@ -143,8 +143,10 @@ def record_conditions(namespace: str, pool: str, conditions: list[dict[str, obje
         for status in _STATUSES:
             value = 1 if condition.get("status") == status else 0
             pool_condition.labels(namespace, pool, str(condition["type"]), status).set(value)
-        if condition["type"] == cond.DATABASE_REACHABLE:
-            pool_database_reachable.labels(namespace, pool).set(1 if condition["status"] == cond.TRUE else 0)
+        if condition["type"] == cond.ConditionType.DATABASE_REACHABLE:
+            pool_database_reachable.labels(namespace, pool).set(
+                1 if condition["status"] == cond.Status.TRUE else 0
+            )
 
 
 def forget_pool(namespace: str, pool: str) -> None:

@@ -56,7 +56,9 @@ class Helm:
             "HELM_DATA_HOME": str(home / "data"),
         }
 
-    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         try:
             binary = checks.helm_binary()
         except checks.ToolMissing as exc:
@@ -64,7 +66,9 @@ class Helm:
         result = subprocess.run(
             [binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
-        assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0 or not check, (
+            f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
         return result
 
 
@@ -85,8 +89,8 @@ def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedD
     return migrated_database
 
 
-def pool_values(namespace: str) -> str:
-    spec = h.pool_manifest(POOL, "db", scaling={"minReplicas": 1, "maxReplicas": 3})["spec"]
+def pool_values(namespace: str, **scaling: str) -> str:
+    spec = h.pool_manifest(POOL, "db", scaling={"minReplicas": 1, "maxReplicas": 3, **scaling})["spec"]
     return "pools=" + json.dumps([{"name": POOL, "spec": spec}])
 
 
@@ -168,6 +172,9 @@ def test_install_wait_returns_with_the_pool_from_values_ready(
     ready_condition = h.condition(pool, "Ready")
     assert ready_condition.get("status") == "True", pool.get("status")
     assert ready_condition["observedGeneration"] == pool["metadata"]["generation"]
+    assert pool["status"]["observedGeneration"] == pool["metadata"]["generation"]
+    assert h.condition(pool, "Reconciling")["status"] == "False"
+    assert h.condition(pool, "Stalled")["status"] == "False"
     assert pool["metadata"]["labels"][INSTANCE] == installed
     # The operator ran as a pod (admitted under "restricted") and reconciled the pool into its Deployment.
     (pod,) = operator_pods(cluster, namespace, installed)
@@ -255,3 +262,44 @@ def test_uninstall_removes_everything_the_chart_created(
     assert pools == []
     # The CRD stays: Helm never deletes crds/ (deleting it would delete every pool in the cluster).
     cluster.rest.get(f"{h.CRD_PATH}/taskworkerpools.taskpool.dev")
+
+
+def test_install_wait_fails_fast_and_names_the_missing_secret(
+    cluster: LocalCluster, namespace: str, release: str, helm: Helm
+) -> None:
+    # No Secret "db": the pool cannot become Ready without a human, so it says Stalled and Helm's kstatus
+    # wait fails with its message instead of waiting for the timeout.
+    values = pool_values(namespace, pollInterval="1s")
+    try:
+        result = helm(
+            "install", release, str(checks.CHART), "--namespace", namespace, "--wait", "--timeout", "60s",
+            "--set-json", f'operator.watchNamespaces=["{namespace}"]', "--set-json", values,
+            check=False,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        assert "Secret 'db' does not exist" in output, output
+        assert f"TaskWorkerPool/{namespace}/{POOL}" in output, output
+        assert "status: Failed" in output, output
+        assert "context deadline exceeded" not in output, (
+            output
+        )  # it failed on the Stalled pool, not the clock
+        pool = h.get_pool(cluster, namespace, POOL)
+        stalled = h.condition(pool, "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
+        assert any(
+            e["reason"] == "SecretNotFound" and e["type"] == "Warning"
+            for e in h.events(cluster, namespace, POOL)
+        )
+    finally:
+        print_pods(cluster, namespace)
+        helm(
+            "uninstall",
+            release,
+            "--namespace",
+            namespace,
+            "--wait",
+            "--timeout",
+            "240s",
+            "--ignore-not-found",
+        )

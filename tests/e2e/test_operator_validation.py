@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 from typing import Any
 
 import pytest
@@ -81,6 +83,28 @@ def test_a_valid_pool_is_stored_with_its_defaults(
         ({"spec.orphans": {"action": "Retry"}}, "spec.orphans.action"),
         ({"spec.orphans": {"gracePeriod": "500ms"}}, "orphans.gracePeriod must be between 1s and 24h"),
         ({"spec.orphans": {"gracePeriod": "60"}}, "spec.orphans.gracePeriod"),
+        # Queue names the worker's comma-separated --queue-name would split or strip differently from the
+        # probe, which counts them as written.
+        ({"spec.queues": ["emails,reports"]}, "cannot contain a comma"),
+        ({"spec.queues": [" emails"]}, "cannot begin or end with whitespace"),
+        ({"spec.queues": ["emails\t"]}, "cannot begin or end with whitespace"),
+        ({"spec.queues": ["*"], "spec.excludeQueues": ["slow,bulk"]}, "cannot contain a comma"),
+        ({"spec.queues": ["emails", ""]}, "spec.queues[1]"),
+        # Embedded Kubernetes types, validated with Kubernetes' own schema (charts/crd_embedded.py).
+        ({"spec.worker.resources": {"limits": {"cpu": "two"}}}, "spec.worker.resources.limits.cpu"),
+        (
+            {"spec.worker.resources": {"requests": {"memory": "1 Gi"}}},
+            "spec.worker.resources.requests.memory",
+        ),
+        (
+            {"spec.worker.tolerations": [{"operator": "Exists", "tolerationSeconds": "30s"}]},
+            "tolerationSeconds",
+        ),
+        (
+            {"spec.worker.env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": 3}}}]},
+            "spec.worker.env[0].valueFrom.fieldRef.fieldPath",
+        ),
+        ({"spec.worker.securityContext": {"runAsUser": "root"}}, "spec.worker.securityContext.runAsUser"),
     ],
 )
 def test_invalid_pools_are_rejected(
@@ -106,3 +130,72 @@ def test_manual_replicas_through_the_scale_subresource(
     refused = cluster.kubectl("-n", namespace, "scale", "twp/auto", "--replicas=3", check=False)
     assert refused.returncode != 0
     assert "only allowed when spec.scaling.enabled is false" in refused.stderr
+
+
+def kubectl_apply(
+    cluster: LocalCluster, namespace: str, manifest: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply` as a user runs it (strict field validation: unknown fields are errors)."""
+    return subprocess.run(
+        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "-n", namespace, "apply", "-f", "-"],
+        input=json.dumps(manifest),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "unknown"),
+    [
+        ({"spec.worker.resources": {"limit": {"cpu": "1"}}}, "spec.worker.resources.limit"),
+        (
+            {"spec.worker.resources": {"requests": {"cpu": "1"}, "request": {}}},
+            "spec.worker.resources.request",
+        ),
+        (
+            {"spec.worker.tolerations": [{"keys": "gpu", "operator": "Exists"}]},
+            "spec.worker.tolerations[0].keys",
+        ),
+        ({"spec.worker.affinity": {"nodeAfinity": {}}}, "spec.worker.affinity.nodeAfinity"),
+        ({"spec.worker.envFrom": [{"secretRefs": {"name": "x"}}]}, "spec.worker.envFrom[0].secretRefs"),
+    ],
+)
+def test_misspelt_keys_of_embedded_types_are_rejected_and_the_stored_pool_kept(
+    cluster: LocalCluster, namespace: str, crd_installed: None, changes: dict[str, Any], unknown: str
+) -> None:
+    good = _with({"spec.worker.resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}})
+    assert kubectl_apply(cluster, namespace, good).returncode == 0
+    before = h.get_pool(cluster, namespace, "checked")
+
+    bad = _with(changes)
+    refused = kubectl_apply(cluster, namespace, bad)
+    assert refused.returncode != 0
+    assert "unknown field" in refused.stderr, refused.stderr
+    assert unknown in refused.stderr, refused.stderr
+    after = h.get_pool(cluster, namespace, "checked")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"] == before["spec"]
+
+
+def test_valid_embedded_types_are_stored_as_written(
+    cluster: LocalCluster, namespace: str, crd_installed: None
+) -> None:
+    worker = {
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": 2, "memory": "1Gi"}},
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]}
+                    ]
+                }
+            }
+        },
+    }
+    manifest = _with({f"spec.worker.{key}": value for key, value in worker.items()})
+    applied = kubectl_apply(cluster, namespace, manifest)
+    assert applied.returncode == 0, applied.stderr
+    stored = h.get_pool(cluster, namespace, "checked")["spec"]["worker"]
+    assert {key: stored[key] for key in worker} == worker

@@ -37,7 +37,8 @@ def test_chart_is_helm_v2_with_kube_version_and_app_version_of_the_operator() ->
 
 def test_chart_crd_and_readme_are_generated_from_their_sources() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "charts" / "sync.py"), "--check"],
+        [sys.executable, "-m", "charts.sync", "--check"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,

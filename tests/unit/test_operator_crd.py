@@ -44,6 +44,11 @@ def test_names_match_the_contract() -> None:
 
 def test_schema_is_structural() -> None:
     for path, node in walk(SCHEMA):
+        if node.get("x-kubernetes-int-or-string"):
+            # Kubernetes' one exception: an int-or-string (quantities) has no type, and exactly this anyOf.
+            assert "type" not in node, path
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            continue
         assert node.get("type"), f"{path or 'root'} has no type"
         assert not ({"properties", "additionalProperties"} <= node.keys()), path
         for forbidden in ("$ref", "allOf", "oneOf", "anyOf", "not"):
@@ -91,7 +96,7 @@ def test_every_status_field_the_operator_writes_is_in_the_schema() -> None:
             cond.database_reachable(None),
             cond.scaling_active(True, True),
             cond.scaling_limited(3, 1, 0, 10),
-            cond.ready(None, 1, 1),
+            *cond.progress_conditions(cond.Progress(None, 1, 1)),
         ],
         generation=3,
         now="2026-01-01T00:00:00Z",
@@ -161,3 +166,38 @@ def _plain(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_plain(item) for item in schema]
     return schema
+
+
+RESOURCES = SCHEMA["properties"]["spec"]["properties"]["worker"]["properties"]["resources"]
+
+
+@pytest.mark.parametrize("quantity", ["250m", "1Gi", "512Mi", "0.5", "1e3", "2", 2, "+1k"])
+def test_quantities_kubernetes_accepts_pass_the_crd(quantity: str | int) -> None:
+    jsonschema.validate({"limits": {"cpu": quantity}}, RESOURCES)
+
+
+@pytest.mark.parametrize("quantity", ["two", "1 Gi", "1GB", "1.5.5", "", "-"])
+def test_malformed_quantities_fail_the_crd(quantity: str) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"requests": {"memory": quantity}}, RESOURCES)
+
+
+def test_embedded_core_types_have_kubernetes_fields_not_free_form() -> None:
+    worker = SCHEMA["properties"]["spec"]["properties"]["worker"]["properties"]
+    embedded = {
+        "resources": worker["resources"],
+        "tolerations": worker["tolerations"]["items"],
+        "affinity": worker["affinity"],
+        "envFrom": worker["envFrom"]["items"],
+        "podSecurityContext": worker["podSecurityContext"],
+        "securityContext": worker["securityContext"],
+        "topologySpreadConstraints": worker["topologySpreadConstraints"]["items"],
+        "valueFrom": worker["env"]["items"]["properties"]["valueFrom"],
+    }
+    for name, schema in embedded.items():
+        assert "x-kubernetes-preserve-unknown-fields" not in schema, name
+        assert schema["properties"], name
+    assert set(embedded["resources"]["properties"]) == {"claims", "limits", "requests"}
+    assert {"key", "operator", "value", "effect", "tolerationSeconds"} <= set(
+        embedded["tolerations"]["properties"]
+    )

@@ -9,9 +9,11 @@ from typing import Any
 
 import kopf
 import pytest
+from kubernetes.client.exceptions import ApiException
 
+from taskpool_operator import conditions as cond
 from taskpool_operator import kube, objects
-from taskpool_operator.handlers import memory, scaling
+from taskpool_operator.handlers import indexes, memory, scaling
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
 from taskpool_operator.pool import Pool
 from taskpool_operator.probe.depth import PoolDepth, ProbeError, QueueDepth, WorkerTasks
@@ -172,15 +174,30 @@ def test_a_missing_secret_is_a_condition_not_a_crash(monkeypatch: pytest.MonkeyP
     rec = Recorder(monkeypatch)
 
     def missing(namespace: str, name: str, key: str) -> str:
-        raise kube.SecretProblem("SecretNotFound", f"Secret {name!r} does not exist")
+        raise kube.SecretProblem(cond.Reason.SECRET_NOT_FOUND, f"Secret {name!r} does not exist")
 
     monkeypatch.setattr(kube, "read_secret_value", missing)
-    applied(pool_body, 1)
+    mem = applied(pool_body, 1)
     run_tick(pool_body, FakeHub(None), [], WorkerDeployment(1, 1, 0))
-    reachable = {c["type"]: c for c in rec.status["conditions"]}["DatabaseReachable"]
+    conditions = {c["type"]: c for c in rec.status["conditions"]}
+    reachable = conditions["DatabaseReachable"]
     assert (reachable["status"], reachable["reason"]) == ("False", "SecretNotFound")
     assert "shop-db" in reachable["message"]
     assert rec.calls == []
+    # Within the grace the Secret may still be created: Reconciling, so `helm --wait` waits.
+    assert (conditions["Reconciling"]["status"], conditions["Stalled"]["status"]) == ("True", "False")
+
+    assert mem.secret_missing_since is not None
+    mem.secret_missing_since -= cond.SECRET_STALL_GRACE_S  # as if the grace had passed
+    run_tick(pool_body, FakeHub(None), [], WorkerDeployment(1, 1, 0))
+    run_tick(pool_body, FakeHub(None), [], WorkerDeployment(1, 1, 0))
+    conditions = {c["type"]: c for c in rec.status["conditions"]}
+    assert (conditions["Stalled"]["status"], conditions["Stalled"]["reason"]) == ("True", "SecretNotFound")
+    assert "'shop-db'" in conditions["Stalled"]["message"]
+    assert conditions["Reconciling"]["status"] == "False"
+    assert rec.status["observedGeneration"] == pool_body["metadata"]["generation"]
+    stalled_events = [e for e in rec.events if e[:2] == ("Warning", "SecretNotFound")]
+    assert len(stalled_events) == 2  # DatabaseReachable turned False, then the pool stalled; once each
 
 
 def test_orphans_need_two_readings_and_raise_one_warning(
@@ -277,3 +294,90 @@ def test_a_deleted_pool_says_its_busy_pods_drain(monkeypatch: pytest.MonkeyPatch
     mem.busy_pods = frozenset()
     scaling._announce_drain(pool_body, mem, pods)
     assert len(rec.events) == 1  # nothing busy: nothing to say
+
+
+def test_a_refused_deployment_write_stalls_the_pool_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    mem = applied(pool_body, 2)
+    hub = FakeHub(depth(ready=8, running_by={f"{BUSY_POD}-0": 1}))
+    run_tick(pool_body, hub, [], WorkerDeployment(2, 2, 2))
+    assert {c["type"]: c["status"] for c in rec.status["conditions"]}["Ready"] == "True"
+    message = 'the API server refused the Deployment: metadata.labels: Invalid value: "a b"'
+    mem.deployment_error = cond.Problem(cond.Reason.DEPLOYMENT_REJECTED, message)
+    run_tick(pool_body, hub, [], WorkerDeployment(2, 2, 2))
+    conditions = {c["type"]: c for c in rec.status["conditions"]}
+    assert (conditions["Stalled"]["status"], conditions["Stalled"]["reason"]) == (
+        "True",
+        "DeploymentRejected",
+    )
+    assert conditions["Stalled"]["message"] == message
+    assert conditions["Ready"]["status"] == "False"
+    assert ("Warning", "DeploymentRejected", message) in rec.events
+    # Nothing else is lost: the queue is still measured and reported, the replicas kept.
+    assert conditions["DatabaseReachable"]["status"] == "True"
+    assert (rec.status["readyTasks"], rec.status["runningTasks"], rec.status["desiredReplicas"]) == (8, 1, 2)
+
+
+def test_a_refused_scale_stalls_the_pool_until_a_scale_succeeds(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 0)
+
+    def refused(namespace: str, name: str, replicas: int) -> int:
+        raise ApiException(status=403, reason="Forbidden")
+
+    monkeypatch.setattr(kube, "scale_deployment", refused)
+    run_tick(pool_body, FakeHub(depth(ready=12)), [], WorkerDeployment(0, 0, 0))
+    stalled = {c["type"]: c for c in rec.status["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "DeploymentRejected")
+    assert "403 Forbidden" in stalled["message"]
+
+    monkeypatch.setattr(kube, "scale_deployment", rec._scale)
+    run_tick(pool_body, FakeHub(depth(ready=12)), [], WorkerDeployment(0, 0, 0))
+    assert rec.calls == [("scale", 3)]
+    assert {c["type"]: c for c in rec.status["conditions"]}["Stalled"]["status"] == "False"
+
+
+def test_pods_that_cannot_pull_their_image_stall_the_pool(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 1)
+    waiting = {"reason": "ErrImagePull", "message": 'pull access denied for "registry.example/shop-worker"'}
+    pod = {"metadata": {"name": IDLE_POD}, "status": {"containerStatuses": [{"state": {"waiting": waiting}}]}}
+    (indexed,) = indexes.worker_pods(
+        pod, IDLE_POD, "shop", {objects.POOL_LABEL: "emails"}, pod["metadata"]
+    ).values()
+    run_tick(pool_body, FakeHub(depth(ready=0)), [indexed], WorkerDeployment(1, 1, 0))
+    stalled = {c["type"]: c for c in rec.status["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "ImagePullFailed")
+    assert "pull access denied" in stalled["message"]
+    assert IDLE_POD in stalled["message"]
+
+
+def test_a_rolling_deployment_is_reconciling(monkeypatch: pytest.MonkeyPatch, pool_body: Any) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 2)
+    status = {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 1, "readyReplicas": 3}
+    (deployment,) = indexes.worker_deployments(
+        "shop", {objects.POOL_LABEL: "emails"}, {"generation": 4}, {"replicas": 2}, status
+    ).values()
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], deployment)
+    reconciling = {c["type"]: c for c in rec.status["conditions"]}["Reconciling"]
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "RollingOut")
+
+
+def test_after_an_operator_restart_a_ready_pool_stays_ready_until_re_applied(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    memory.of(("shop", "emails")).last_status = {"observedGeneration": 3}  # written by the previous process
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
+    assert {c["type"]: c["status"] for c in rec.status["conditions"]}["Ready"] == "True"
+    memory.of(("shop", "emails")).last_status = {"observedGeneration": 2}  # an older spec: not yet applied
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
+    reconciling = {c["type"]: c for c in rec.status["conditions"]}["Reconciling"]
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "NewGeneration")

@@ -10,10 +10,13 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
+from taskpool_operator.conditions import Problem, Reason
 from taskpool_operator.handlers import memory
 from taskpool_operator.pool import InvalidPool, Pool, replicas_to_apply
 
 logger = logging.getLogger(__name__)
+# A refused write needs a human (or a spec change, which runs the handler again at once): retried slowly.
+REJECTED_RETRY_S = 60
 
 
 def _owned_by(deployment: Mapping[str, Any], pool: Pool) -> bool:
@@ -27,8 +30,10 @@ def apply(pool: Pool) -> None:
     name = objects.deployment_name(pool.name)
     live = kube.read_deployment(pool.namespace, name)
     if live is not None and not _owned_by(live, pool):
-        mem.deployment_error = f"Deployment {name!r} already exists and is not owned by this pool"
-        raise kopf.TemporaryError(mem.deployment_error, delay=30)
+        mem.deployment_error = Problem(
+            Reason.DEPLOYMENT_NOT_OWNED, f"Deployment {name!r} already exists and is not owned by this pool"
+        )
+        raise kopf.TemporaryError(mem.deployment_error.message, delay=REJECTED_RETRY_S)
     live_replicas = None if live is None else live["spec"].get("replicas")
     replicas = replicas_to_apply(pool, mem.desired, live_replicas)
     manifest = objects.build_worker_deployment(pool, replicas)
@@ -43,11 +48,17 @@ def apply(pool: Pool) -> None:
             metadata["labels"] = {**(live["metadata"].get("labels") or {}), **metadata["labels"]}
             result = kube.replace_deployment(manifest)
     except ApiException as exc:
-        if exc.status in (409, 422):
-            # 409: changed meanwhile (retry soon); 422: rejected, e.g. a bad image reference.
-            mem.deployment_error = f"the Deployment {name!r} was not written: {exc.reason}"
-            raise kopf.TemporaryError(mem.deployment_error, delay=2 if exc.status == 409 else 30) from None
-        raise
+        if exc.status == 409:  # changed meanwhile: retry soon
+            raise kopf.TemporaryError(f"the Deployment {name!r} changed meanwhile", delay=2) from None
+        rejection = kube.rejection_message(exc)
+        if rejection is None:
+            raise
+        # Refused (invalid, forbidden by RBAC or an admission policy...): the scaling loop reports it as
+        # Stalled with a Warning Event; the Deployment as it was, if any, keeps running.
+        mem.deployment_error = Problem(
+            Reason.DEPLOYMENT_REJECTED, f"the API server refused the Deployment {name!r}: {rejection}"
+        )
+        raise kopf.TemporaryError(mem.deployment_error.message, delay=REJECTED_RETRY_S) from None
     mem.desired = replicas
     mem.deployment_generation = max(mem.deployment_generation, int(result["metadata"].get("generation", 0)))
     mem.applied_generation = pool.generation
@@ -61,15 +72,15 @@ def apply(pool: Pool) -> None:
     )
 
 
-def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """On create, spec change and operator start: the Deployment follows the pool's spec."""
+def reconcile(body: kopf.Body, **_: Any) -> None:
+    """On create, spec change and operator start: the Deployment follows the pool's spec. The scaling loop
+    writes the status (observedGeneration with the conditions, in one patch: kstatus must never see the new
+    generation observed without the conditions saying whether it is done)."""
     try:
         pool = Pool.from_body(body)
     except InvalidPool as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from None
     apply(pool)
-    patch.status["observedGeneration"] = pool.generation
-    patch.status["selector"] = objects.selector_string(pool.name)
 
 
 def restore(event: Mapping[str, Any], **_: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from taskpool_operator.conditions import Problem
 from taskpool_operator.policy import PolicyState
 from taskpool_operator.pool import PoolKey
 
@@ -18,7 +19,13 @@ class PoolMemory:
     edited it."""
     applied_generation: int | None = None
     """The pool generation whose spec the Deployment carries (status.observedGeneration)."""
-    deployment_error: str | None = None
+    deployment_error: Problem | None = None
+    """Why the last write of the Deployment was refused (cleared by the next write that succeeds)."""
+    scale_error: Problem | None = None
+    """Why the last change of the Deployment's replicas was refused (cleared by the next that succeeds)."""
+    secret_missing_since: float | None = None
+    """When (time.monotonic()) the pool's Secret or key was first seen missing (since the last read that
+    worked)."""
     policy_state: PolicyState = dataclasses.field(default_factory=PolicyState)
     last_scale_time: str | None = None
     last_status: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -13,6 +13,7 @@ from collections.abc import Collection
 
 import kopf
 
+from taskpool_operator import conditions as cond
 from taskpool_operator import kube, metrics, orphans, workers
 from taskpool_operator.handlers import memory
 from taskpool_operator.handlers.indexes import WorkerPod
@@ -76,7 +77,11 @@ async def handle(
     view = _orphans(pool, depth, pods, mem, time.monotonic())
     orphaned_tasks = sum(w.running for w in depth.running_by_worker if w.worker_id in view.confirmed)
     if view.confirmed - mem.orphans:
-        kopf.warn(body, reason="OrphanedTasks", message=_orphan_warning(pool, orphaned_tasks, view.confirmed))
+        kopf.warn(
+            body,
+            reason=cond.EventReason.ORPHANED_TASKS,
+            message=_orphan_warning(pool, orphaned_tasks, view.confirmed),
+        )
     mem.orphans = view.confirmed
     if pool.orphans.action != "Report":  # the series of the pool's action exists from the start, at 0
         metrics.orphaned_tasks_recovered.labels(pool.namespace, pool.name, pool.orphans.action.lower())
@@ -144,12 +149,12 @@ async def _recover_orphans(
             f"marked {len(recovered)} orphaned task(s) FAILED ({orphans.WORKER_LOST}): their worker pod(s) "
             f"{gone} had been gone for {grace}"
         )
-        kopf.warn(body, reason="OrphanedTasksFailed", message=message)
+        kopf.warn(body, reason=cond.EventReason.ORPHANED_TASKS_FAILED, message=message)
     else:
         message = (
             f"made {len(recovered)} orphaned task(s) READY again for another worker: their worker pod(s) "
             f"{gone} had been gone for {grace}"
         )
-        kopf.info(body, reason="OrphanedTasksRequeued", message=message)
+        kopf.info(body, reason=cond.EventReason.ORPHANED_TASKS_REQUEUED, message=message)
     logger.info("%s/%s: %s (task ids: %s)", pool.namespace, pool.name, message, ", ".join(sorted(recovered)))
     return len(recovered)

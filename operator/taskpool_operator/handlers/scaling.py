@@ -34,13 +34,6 @@ metrics.reconcile_errors.labels(ERRORS_LABEL)  # the series exists (at 0) from s
 
 SECRET_REFRESH_S = 30.0
 INVALID_SPEC_RETRY_S = 10.0
-PROBE_ERROR_REASONS = {
-    "connect": "ConnectFailed",
-    "timeout": "ProbeTimeout",
-    "missing_table": "TaskTableMissing",
-    "missing_index": "ProbeIndexMissing",
-    "query": "QueryFailed",
-}
 
 
 def _now_iso() -> str:
@@ -94,14 +87,14 @@ async def _read_depth(pool: Pool, hub: ProbeHub, secret: _Secret) -> tuple[PoolD
         return None, cond.database_reachable(f"{exc} (spec.database)", reason=exc.reason)
     except ProbeError as exc:  # a DSN that cannot be parsed
         secret.dsn = None
-        return None, cond.database_reachable(str(exc), reason=PROBE_ERROR_REASONS[exc.reason])
+        return None, cond.database_reachable(str(exc), reason=cond.PROBE_ERROR_REASONS[exc.reason])
     reading = await hub.fresh(pool.key, pool.scaling.poll_interval_s / 2)
     if isinstance(reading, PoolDepth):
         return reading, cond.database_reachable(None)
     if isinstance(reading, ProbeError):
         secret.dsn = None  # a rotated Secret fixes a wrong DSN: read it again next time
-        return None, cond.database_reachable(str(reading), reason=PROBE_ERROR_REASONS[reading.reason])
-    return None, cond.database_reachable("no reading yet", reason="ProbePending")
+        return None, cond.database_reachable(str(reading), reason=cond.PROBE_ERROR_REASONS[reading.reason])
+    return None, cond.database_reachable("no reading yet", reason=cond.Reason.PROBE_PENDING)
 
 
 async def _measure(
@@ -170,12 +163,16 @@ async def tick(
 
     measured = await _measure(body, pool, hub, secret=secret, pods=pods, mem=mem)
     mem.busy_pods = measured.busy
+    if measured.database.reason in cond.SECRET_REASONS:
+        mem.secret_missing_since = mem.secret_missing_since or time.monotonic()
+    else:
+        mem.secret_missing_since = None
     current = mem.desired if mem.desired is not None else deployment.spec_replicas if deployment else 0
     decision = _decide(pool, measured, mem, current, deployment)
     if decision is not None and decision.replicas != current:
         await _scale(body, pool, mem, pods=pods, busy=measured.busy, current=current, decision=decision)
     desired = decision.replicas if decision else current if pool.scaling.enabled else pool.fixed_replicas
-    await _report(body, pool, mem, measured=measured, desired=desired, deployment=deployment)
+    await _report(body, pool, mem, measured=measured, desired=desired, deployment=deployment, pods=pods)
     return pool.scaling.poll_interval_s
 
 
@@ -206,16 +203,32 @@ async def _scale(
         # Set before the scale-down: the ReplicaSet reads the costs when it picks the pods to delete.
         await _mark_deletion_costs(pool.namespace, pods, busy)
         if decision.replicas < len(busy):
-            kopf.warn(body, reason="BusyPodsDraining", message=_draining(pool, len(busy), decision.replicas))
+            kopf.warn(
+                body,
+                reason=cond.EventReason.BUSY_PODS_DRAINING,
+                message=_draining(pool, len(busy), decision.replicas),
+            )
     mem.desired = decision.replicas  # first: the watch event of this write must not look like a manual edit
-    generation = await asyncio.to_thread(
-        kube.scale_deployment, pool.namespace, objects.deployment_name(pool.name), decision.replicas
-    )
+    name = objects.deployment_name(pool.name)
+    try:
+        generation = await asyncio.to_thread(kube.scale_deployment, pool.namespace, name, decision.replicas)
+    except Exception as exc:
+        rejection = kube.rejection_message(exc)
+        if rejection is None:
+            raise
+        mem.desired = current  # refused, so not written: the next round decides again
+        mem.scale_error = cond.Problem(
+            cond.Reason.DEPLOYMENT_REJECTED,
+            f"the API server refused to scale Deployment {name!r}: {rejection}",
+        )
+        return
+    mem.scale_error = None
     mem.deployment_generation = max(mem.deployment_generation, generation)
     mem.last_scale_time = _now_iso()
     direction = "up" if decision.replicas > current else "down"
     metrics.scale_events.labels(pool.namespace, pool.name, direction).inc()
-    kopf.info(body, reason="ScaledUp" if direction == "up" else "ScaledDown", message=decision.message)
+    reason = cond.EventReason.SCALED_UP if direction == "up" else cond.EventReason.SCALED_DOWN
+    kopf.info(body, reason=reason, message=decision.message)
     logger.info("%s/%s: %s", pool.namespace, pool.name, decision.message)
 
 
@@ -229,10 +242,12 @@ def _draining(pool: Pool, busy: int, replicas: int) -> str:
 
 
 async def _report_invalid(body: kopf.Body, mem: memory.PoolMemory, exc: InvalidPool) -> None:
-    invalid = cond.Condition(cond.READY, cond.FALSE, "InvalidSpec", str(exc))
     generation = int(body["metadata"].get("generation", 0))
-    conditions = cond.merge(mem.last_status.get("conditions", []), [invalid], generation, _now_iso())
-    await _write_status(body, mem, {"conditions": conditions})
+    before = mem.last_status.get("conditions", [])
+    conditions = cond.merge(before, cond.invalid_spec(str(exc)), generation, _now_iso())
+    _report_transitions(body, before, conditions)
+    # Observed (and found invalid): kstatus then reads Stalled instead of waiting for the generation.
+    await _write_status(body, mem, {"conditions": conditions, "observedGeneration": generation})
 
 
 async def _report(
@@ -243,15 +258,31 @@ async def _report(
     measured: _Measurement,
     desired: int,
     deployment: WorkerDeployment | None,
+    pods: Collection[WorkerPod],
 ) -> None:
-    """Conditions (with an Event per DatabaseReachable transition), metrics and the pool's status."""
+    """Conditions (with an Event per DatabaseReachable transition and when the pool stalls), metrics and the
+    pool's status."""
     depth = measured.depth
-    reachable = measured.database.status == cond.TRUE
+    reachable = measured.database.status == cond.Status.TRUE
     ready_replicas = deployment.ready_replicas if deployment else 0
+    progress = cond.Progress(
+        database=measured.database,
+        desired_replicas=desired,
+        ready_replicas=ready_replicas,
+        generation_applied=_generation_applied(pool, mem) and deployment is not None,
+        rolling_out=deployment is not None and deployment.rolling_out,
+        secret_missing_for_s=None
+        if mem.secret_missing_since is None
+        else time.monotonic() - mem.secret_missing_since,
+        write_rejected=mem.deployment_error or mem.scale_error,
+        pods_rejected=deployment.replica_failure if deployment else None,
+        pod_problems=[p.problem for p in pods if p.problem is not None and not p.deleting],
+    )
+    stalled = cond.stall(progress) is not None
     updates = [
         measured.database,
         cond.scaling_active(pool.scaling.enabled, reachable),
-        cond.ready(measured.database, desired, ready_replicas, deployment_error=mem.deployment_error),
+        *cond.progress_conditions(progress),
     ]
     if depth is not None:
         updates.append(
@@ -264,10 +295,7 @@ async def _report(
         )
     previous = mem.last_status.get("conditions", [])
     conditions = cond.merge(previous, updates, pool.generation, _now_iso())
-    for changed in cond.transitions(previous, conditions):
-        if changed["type"] == cond.DATABASE_REACHABLE:
-            event = kopf.info if changed["status"] == cond.TRUE else kopf.warn
-            event(body, reason=changed["reason"], message=changed["message"])
+    _report_transitions(body, previous, conditions)
     metrics.record_conditions(pool.namespace, pool.name, conditions)
     metrics.record_replicas(
         pool.namespace,
@@ -284,7 +312,8 @@ async def _report(
         ready_replicas=ready_replicas,
         desired_replicas=desired,
         conditions=conditions,
-        observed_generation=mem.applied_generation,
+        # The generation acted on: written to the Deployment, or found impossible to act on (Stalled).
+        observed_generation=pool.generation if stalled else mem.applied_generation,
         ready_tasks=None if depth is None else depth.ready,
         running_tasks=None if depth is None else depth.running,
         oldest_ready_age_s=None if depth is None else depth.oldest_ready_age_seconds,
@@ -293,6 +322,24 @@ async def _report(
         last_scale_time=mem.last_scale_time,
     )
     await _write_status(body, mem, status)
+
+
+def _generation_applied(pool: Pool, mem: memory.PoolMemory) -> bool:
+    """Whether the Deployment carries the pool's spec. Until this operator process has written it once, the
+    stored status.observedGeneration stands (so a restart of the operator does not make Ready pools flap)."""
+    if mem.applied_generation is not None:
+        return mem.applied_generation == pool.generation
+    return mem.last_status.get("observedGeneration") == pool.generation
+
+
+def _report_transitions(body: kopf.Body, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """One Event per change of DatabaseReachable, and a Warning when the pool becomes Stalled."""
+    for changed in cond.transitions(before, after):
+        if changed["type"] == cond.ConditionType.DATABASE_REACHABLE:
+            event = kopf.info if changed["status"] == cond.Status.TRUE else kopf.warn
+            event(body, reason=changed["reason"], message=changed["message"])
+        elif changed["type"] == cond.ConditionType.STALLED and changed["status"] == cond.Status.TRUE:
+            kopf.warn(body, reason=changed["reason"], message=changed["message"])
 
 
 async def _write_status(body: kopf.Body, mem: memory.PoolMemory, status: dict[str, Any]) -> None:
@@ -345,7 +392,7 @@ def _announce_drain(body: kopf.Body, mem: memory.PoolMemory, pods: Collection[Wo
     if busy:
         kopf.warn(
             body,
-            reason="BusyPodsDraining",
+            reason=cond.EventReason.BUSY_PODS_DRAINING,
             message=(
                 f"the pool was deleted while {len(busy)} worker pod(s) ran tasks: they drain (their running "
                 "tasks get worker.shutdownTimeout to finish, then are stored FAILED)"
