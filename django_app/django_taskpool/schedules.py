@@ -230,15 +230,16 @@ def decide(
     grace: datetime.timedelta,
 ) -> FireDecision | None:
     """The next fire to record at `now`, given the latest fire recorded for the schedule (None: never
-    recorded; then only fires from `grace` before `now` on count). Called again until it returns None.
+    recorded; then only a fire that is not late counts). Called again until it returns None.
 
     A fire is missed when it is later than `grace` or than the schedule's period: no scheduler ran at its
     instant. Missed fires are settled first, in one decision on the latest of them: with `missed="latest"`
     its task is enqueued and the earlier ones are misfires; with `"skip"` all are misfires and the latest is
     recorded without a task. Then each fire that is not late is enqueued, one decision each. Every scheduler
     looking at the same table and moment tries the same key."""
-    after = now - grace if last_fire is None else last_fire
-    lateness = min(grace, schedule.period(after))
+    lateness = min(grace, schedule.period(now - grace if last_fire is None else last_fire))
+    # A schedule never recorded starts now: the fires before it were never owed.
+    after = now - lateness if last_fire is None else last_fire
     latest_missed, missed = schedule.latest_due(after, now - lateness)
     if missed:
         if schedule.missed == "latest":

@@ -65,6 +65,22 @@ class Orphans:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long finished rows are kept (spec.retention); None keeps them forever."""
+
+    successful_s: float | None = None
+    failed_s: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.successful_s is not None or self.failed_s is not None
+
+
+def _optional_duration(text: str | None) -> float | None:
+    return None if text is None else parse_duration(text)
+
+
+@dataclasses.dataclass(frozen=True)
 class Pool:
     name: str
     namespace: str
@@ -80,6 +96,13 @@ class Pool:
     orphans: Orphans
     worker: Mapping[str, Any]
     """The defaulted spec.worker, read by the object builders."""
+    scheduler: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The defaulted spec.scheduler, read by the object builders."""
+    retention: Retention = Retention()
+
+    @property
+    def scheduler_enabled(self) -> bool:
+        return bool(self.scheduler.get("enabled"))
 
     @property
     def concurrency(self) -> int:
@@ -137,6 +160,11 @@ class Pool:
                     grace_period_s=parse_duration(orphans["gracePeriod"]),
                 ),
                 worker=worker,
+                scheduler=spec["scheduler"],
+                retention=Retention(
+                    successful_s=_optional_duration((spec.get("retention") or {}).get("successful")),
+                    failed_s=_optional_duration((spec.get("retention") or {}).get("failed")),
+                ),
             )
         except KeyError as exc:
             raise InvalidPool(f"spec is missing {exc.args[0]!r}") from None
@@ -157,6 +185,8 @@ class Pool:
                 f"{GRACE_MARGIN_S:g}s"
             )
         parse_duration(self.worker["interval"])
+        if self.retention.enabled and not self.scheduler_enabled:
+            raise InvalidPool("retention needs scheduler.enabled (the scheduler deletes the rows)")
 
 
 def scaling_spec(pool: Pool) -> ScalingSpec:

@@ -148,12 +148,14 @@ def test_a_fire_later_than_the_grace_is_missed_even_with_a_long_period() -> None
     assert timely == [(0, False, 4), (0, True, 0)]  # 00:04 skipped (4 missed), then 00:05 enqueued
 
 
-def test_a_schedule_never_fired_only_fires_within_the_grace() -> None:
-    schedule = parse_schedule("s", {"task": "app.tasks.t", "every": 3600})
-    assert decide(schedule, None, utc(2026, 1, 1, 0, 30), GRACE) is None
-    first = decide(schedule, None, utc(2026, 1, 1, 1, 0, 3), GRACE)
+def test_a_schedule_never_fired_starts_now_without_misfires() -> None:
+    hourly = parse_schedule("s", {"task": "app.tasks.t", "every": 3600})
+    assert decide(hourly, None, utc(2026, 1, 1, 0, 30), GRACE) is None
+    first = decide(hourly, None, utc(2026, 1, 1, 1, 0, 3), GRACE)
     assert first is not None
     assert (first.fire_time, first.enqueue, first.missed) == (utc(2026, 1, 1, 1), True, 0)
+    # Fires of a 2 s schedule before the start were never owed: none missed, the latest timely one runs.
+    assert all_decisions(parse_schedule("s", EVERY_2S), None, utc(2026, 1, 1, 0, 1, 1)) == [(0, True, 0)]
 
 
 @pytest.mark.parametrize(

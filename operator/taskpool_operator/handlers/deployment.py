@@ -10,7 +10,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
-from taskpool_operator.handlers import memory
+from taskpool_operator.handlers import memory, scheduler
 from taskpool_operator.pool import InvalidPool, Pool, replicas_to_apply
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     except InvalidPool as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from None
     apply(pool)
+    patch.status["scheduler"] = scheduler.apply(pool)
     patch.status["observedGeneration"] = pool.generation
     patch.status["selector"] = objects.selector_string(pool.name)
 

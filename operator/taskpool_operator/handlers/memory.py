@@ -32,6 +32,9 @@ class PoolMemory:
     """Orphaned tasks failed or requeued so far (status.orphansRecovered; None until read from the status)."""
     probe_dsn: str | None = None
     """The DSN the pool is registered with at the probe (never logged)."""
+    scheduler_generation: int | None = None
+    """The scheduler Deployment's generation after the operator's own last write (None: the operator runs
+    no scheduler for the pool)."""
 
 
 _pools: dict[PoolKey, PoolMemory] = {}
