@@ -11,3 +11,10 @@ bench-worker_overhead: venv
 
 bench-worker_concurrency: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/worker_concurrency.py
+
+# make bench-retention   1 M finished rows pruned by taskpool_scheduler while a worker runs (QUICK=1 shortens)
+.PHONY: bench-retention
+bench: bench-retention
+
+bench-retention: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) benchmarks/retention.py

@@ -18,7 +18,7 @@ class ScheduleFire(models.Model):
         max_length=64, null=True, blank=True, help_text="The enqueued task's id; empty for a skipped fire."
     )
     missed = models.PositiveIntegerField(
-        default=0, help_text="Fires given up before this one (no scheduler ran at their instants)."
+        default=0, help_text="Fires given up by this decision, this one too when it has no task."
     )
 
     class Meta:

@@ -18,50 +18,11 @@ from django.db import connections, transaction
 from django.db.models import Model
 from django_tasks_db.models import DBTaskResult
 
+from django_taskpool import retention_sql as sql
 from django_taskpool.models import ScheduleFire
 
 FINISHED_STATUSES = ("SUCCESSFUL", "FAILED")
 LOCK_TIMEOUT = "2s"
-
-_QUEUES_WITH_FINISHED_ROWS = """
-WITH RECURSIVE queues AS (
-    (SELECT queue_name FROM {table} WHERE backend_name = %(backend)s AND status IN ('SUCCESSFUL', 'FAILED')
-     ORDER BY queue_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT t.queue_name FROM {table} AS t
-            WHERE t.backend_name = %(backend)s AND t.status IN ('SUCCESSFUL', 'FAILED')
-              AND t.queue_name > queues.queue_name
-            ORDER BY t.queue_name LIMIT 1)
-    FROM queues WHERE queues.queue_name IS NOT NULL
-)
-SELECT queue_name FROM queues WHERE queue_name IS NOT NULL
-"""
-
-_PRUNE_BATCH = """
-DELETE FROM {table} WHERE id IN (
-    SELECT id FROM {table}
-    WHERE backend_name = %(backend)s AND queue_name = %(queue)s AND status = %(status)s
-      AND finished_at < %(cutoff)s
-    ORDER BY finished_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-"""
-
-_OLDEST_FINISHED = """
-SELECT EXTRACT(EPOCH FROM now() - min(finished_at)) FROM {table}
-WHERE backend_name = %(backend)s AND queue_name = %(queue)s AND status = %(status)s
-"""
-
-# Fires older than the cutoff, except each schedule's newest (a scheduler resumes from it after a restart).
-_PRUNE_FIRES = """
-DELETE FROM {table} WHERE id IN (
-    SELECT f.id FROM {table} AS f
-    WHERE f.fire_time < %(cutoff)s
-      AND f.fire_time < (SELECT max(g.fire_time) FROM {table} AS g WHERE g.schedule = f.schedule)
-    LIMIT %(limit)s
-)
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +55,8 @@ def queues_to_prune(policy: RetentionPolicy, alias: str) -> list[str]:
         return list(policy.queues)
     with connections[alias].cursor() as cursor:
         cursor.execute(
-            _QUEUES_WITH_FINISHED_ROWS.format(table=_table(alias, DBTaskResult)), {"backend": policy.backend}
+            sql.QUEUES_WITH_FINISHED_ROWS.format(table=_table(alias, DBTaskResult)),
+            {"backend": policy.backend},
         )
         found = [row[0] for row in cursor.fetchall()]
     return [queue for queue in found if queue not in policy.exclude_queues]
@@ -109,7 +71,7 @@ def prune_batch(policy: RetentionPolicy, alias: str, queue: str, status: str, no
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         cursor.execute(
-            _PRUNE_BATCH.format(table=_table(alias, DBTaskResult)),
+            sql.PRUNE_BATCH.format(table=_table(alias, DBTaskResult)),
             {
                 "backend": policy.backend,
                 "queue": queue,
@@ -129,7 +91,7 @@ def prune_fires(policy: RetentionPolicy, alias: str, now: datetime.datetime) -> 
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         cursor.execute(
-            _PRUNE_FIRES.format(table=_table(alias, ScheduleFire)),
+            sql.PRUNE_FIRES.format(table=_table(alias, ScheduleFire)),
             {"cutoff": now - max(periods), "limit": policy.batch_size},
         )
         return int(cursor.rowcount)
@@ -143,7 +105,7 @@ def oldest_finished_age(policy: RetentionPolicy, alias: str, queues: Sequence[st
         for queue in queues:
             for status in FINISHED_STATUSES:
                 cursor.execute(
-                    _OLDEST_FINISHED.format(table=_table(alias, DBTaskResult)),
+                    sql.OLDEST_FINISHED.format(table=_table(alias, DBTaskResult)),
                     {"backend": policy.backend, "queue": queue, "status": status},
                 )
                 row = cursor.fetchone()

@@ -98,6 +98,7 @@ class Scheduler:
         interval: float,
         misfire_grace: datetime.timedelta,
         prune_interval: float,
+        prune_duty: float,
         registry: CollectorRegistry,
         clock: Clock = utc_now,
     ) -> None:
@@ -106,6 +107,7 @@ class Scheduler:
         self.interval = interval
         self.misfire_grace = misfire_grace
         self.prune_interval = prune_interval
+        self.prune_duty = prune_duty
         self.metrics = SchedulerMetrics(registry)
         self.clock = clock
         self.stopping = threading.Event()
@@ -209,11 +211,15 @@ class Scheduler:
         for queue in queues:
             for status in retention.FINISHED_STATUSES:
                 while not self.stopping.is_set():
+                    started = time.monotonic()
                     batch = retention.prune_batch(self.policy, alias, queue, status, self.clock())
                     self.metrics.rows_pruned.labels(status.lower()).inc(batch)
                     deleted += batch
                     if batch < self.policy.batch_size:
                         break
+                    # Pausing in proportion keeps deleting to `prune_duty` of the time: the database's CPU
+                    # and disk stay with the workers (a backlog of a million rows takes minutes, not hours).
+                    self.stopping.wait((time.monotonic() - started) * (1 / self.prune_duty - 1))
         while not self.stopping.is_set() and retention.prune_fires(self.policy, alias, self.clock()):
             pass
         for status, age in retention.oldest_finished_age(self.policy, alias, queues).items():

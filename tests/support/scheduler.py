@@ -60,7 +60,8 @@ class SchedulerRun:
         return self.process.returncode
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:

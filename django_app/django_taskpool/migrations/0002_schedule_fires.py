@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
                     "missed",
                     models.PositiveIntegerField(
                         default=0,
-                        help_text="Fires given up before this one (no scheduler ran at their instants).",
+                        help_text="Fires given up by this decision, this one too when it has no task.",
                     ),
                 ),
             ],

@@ -42,6 +42,16 @@ def _seconds(minimum: float) -> Any:
     return parse
 
 
+def _fraction(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        raise ArgumentTypeError(f"must be a number, got {value!r}") from None
+    if not 0 < share <= 1:
+        raise ArgumentTypeError(f"must be above 0 and at most 1, got {value}")
+    return share
+
+
 def _whole(value: str) -> int:
     try:
         number = int(value)
@@ -98,6 +108,13 @@ class Command(BaseCommand):
         retention.add_argument(
             "--prune-interval", type=_seconds(1), default=60.0, help="Seconds between prune rounds."
         )
+        retention.add_argument(
+            "--prune-duty",
+            type=_fraction,
+            default=0.1,
+            help="Share of the time spent deleting while a backlog is pruned; the rest is paused, in "
+            "proportion to each batch's duration (default: %(default)r).",
+        )
         parser.add_argument(
             "--heartbeat-timeout",
             type=_seconds(1),
@@ -153,6 +170,7 @@ class Command(BaseCommand):
             interval=options["interval"],
             misfire_grace=datetime.timedelta(seconds=options["misfire_grace"]),
             prune_interval=options["prune_interval"],
+            prune_duty=options["prune_duty"],
             registry=registry,
         )
 
