@@ -42,6 +42,10 @@ IN_PROGRESS = "taskpool_worker_tasks_in_progress"
 PROCESS_RESTARTS = "taskpool_worker_process_restarts_total"
 PROCESSES = "taskpool_worker_processes"
 
+# Scheduler metrics (per scheduler pod; the scheduler PodMonitor adds namespace, pool and pod).
+SCHEDULE_LAST_FIRE = "taskpool_schedule_last_fire_timestamp_seconds"
+SCHEDULE_PERIOD = "taskpool_schedule_period_seconds"
+
 # Recorded series (level:metric:operations).
 READY_BY_POOL = "namespace_pool:taskpool_queue_ready_tasks:sum"
 FINISHED_BY_OUTCOME = "namespace_pool_queue_outcome:taskpool_worker_tasks_finished:rate5m"
@@ -209,6 +213,25 @@ ALERTS: tuple[Alert, ...] = (
         params=(
             Param("restarts", 3, "Worker process restarts in 15 minutes from which it fires."),
             _for("5m"),
+        ),
+    ),
+    Alert(
+        name="TaskpoolScheduleNotFiring",
+        values_key="scheduleNotFiring",
+        severity="warning",
+        expr=(
+            f"time() - max by (namespace, schedule) ({SCHEDULE_LAST_FIRE})\n"
+            f"  > ${{periods}} * max by (namespace, schedule) ({SCHEDULE_PERIOD})\n"
+            f"and max by (namespace, schedule) ({SCHEDULE_LAST_FIRE}) > 0"
+        ),
+        summary="Schedule {{ $labels.schedule }} in {{ $labels.namespace }} has stopped firing.",
+        description=(
+            "Periodic task schedule {{ $labels.schedule }} last fired {{ $value | humanizeDuration }} ago, "
+            "more than its periods allow: the scheduler is stuck or cannot write to the database."
+        ),
+        params=(
+            Param("periods", 2, "Periods of the schedule without a fire from which it fires."),
+            _for("1m"),
         ),
     ),
 )

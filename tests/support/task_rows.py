@@ -11,7 +11,7 @@ INSERT INTO django_tasks_database_dbtaskresult
      queue_name, backend_name, run_after, return_value, exception_class_path, traceback)
 SELECT gen_random_uuid(), %(status)s, t, t, t, '{"args": [], "kwargs": {}}', 0, 'taskpool_demo.tasks.noop',
        '["bench-0"]', %(queue)s, 'default', '9999-01-01 00:00+00', NULL, '', ''
-FROM (SELECT now() - make_interval(secs => %(age)s + i * %(spread)s / %(count)s) AS t
+FROM (SELECT now() - make_interval(secs => %(age)s::float8 + i * %(spread)s::float8 / %(count)s) AS t
       FROM generate_series(1, %(count)s) AS i) AS finished
 """
 
