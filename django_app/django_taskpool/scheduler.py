@@ -76,11 +76,6 @@ class SchedulerMetrics:
             ("status",),
             registry=registry,
         )
-        self.last_tick = Gauge(
-            "taskpool_scheduler_last_tick_timestamp_seconds",
-            "When the scheduler last looked at its schedules, as a Unix time.",
-            registry=registry,
-        )
 
 
 @dataclasses.dataclass
@@ -147,7 +142,6 @@ class Scheduler:
         for bound in self.schedules:
             self._tick_schedule(bound, now)
         self._last_tick = time.monotonic()
-        self.metrics.last_tick.set(now.timestamp())
 
     def _tick_schedule(self, bound: BoundSchedule, now: datetime.datetime) -> None:
         schedule = bound.schedule

@@ -32,10 +32,14 @@ class SchedulerRun:
             stderr=subprocess.STDOUT,
         )
 
+    def exposition(self) -> str:
+        """The text of /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
+            return str(response.read().decode())
+
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample of /metrics by (name, sorted labels)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
-            text = response.read().decode()
+        text = self.exposition()
         return {
             (sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text)
