@@ -98,6 +98,20 @@ def test_scheduler_fires_while_the_pool_is_at_zero_and_the_task_wakes_the_pool(
     assert worker_ids[-1].startswith("ticks-workers-"), worker_ids
     assert any(e["reason"] == "ScaledUp" for e in h.events(cluster, namespace, "ticks")), task_id
 
+    # A deleted scheduler Deployment is put back.
+    first_uid = h.get_deployment(cluster, namespace, "ticks-scheduler")["metadata"]["uid"]
+    cluster.rest.delete(h.deployment_path(namespace, "ticks-scheduler"))
+    h.wait_until(
+        lambda: (
+            (h.get_deployment(cluster, namespace, "ticks-scheduler") or {"metadata": {"uid": first_uid}})[
+                "metadata"
+            ]["uid"]
+            != first_uid
+        ),
+        60,
+        "the scheduler Deployment to be recreated",
+    )
+
     # Turning the scheduler off deletes its Deployment and its status.
     cluster.rest.patch(
         h.pools_path(namespace, "ticks"), {"spec": {"scheduler": {"enabled": False}, "retention": None}}

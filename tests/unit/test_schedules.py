@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_taskpool.schedules import ScheduleError, decide, parse_schedule, parse_schedules
+from django_taskpool.schedules import (
+    MAX_COUNTED_FIRES,
+    ScheduleError,
+    decide,
+    parse_schedule,
+    parse_schedules,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -192,3 +198,11 @@ def test_bad_names_and_shapes_are_rejected() -> None:
     with pytest.raises(ScheduleError, match="must be a dict of schedule name"):
         parse_schedules([{"task": "app.tasks.t"}])
     assert parse_schedules(None) == []
+
+
+def test_a_long_downtime_of_a_cron_schedule_counts_up_to_the_cap_and_still_finds_the_latest_fire() -> None:
+    every_minute = parse_schedule(
+        "s", {"task": "app.tasks.t", "cron": "* * * * *", "timezone": "Europe/Berlin"}
+    )
+    latest, count = every_minute.latest_due(utc(2026, 1, 1), utc(2026, 6, 1, 0, 0, 30, 500_000))
+    assert (latest, count) == (utc(2026, 6, 1), MAX_COUNTED_FIRES)
