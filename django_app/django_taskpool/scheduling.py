@@ -38,8 +38,6 @@ def _bind(schedule: Schedule) -> BoundSchedule:
         raise fail(f"cannot import task {schedule.task_path!r}: {exc}") from None
     if not isinstance(task, Task):
         raise fail(f"{schedule.task_path!r} is not a task (decorate it with django.tasks.task)")
-    if task.takes_context:
-        raise fail(f"{schedule.task_path!r} takes a context: the scheduler cannot pass one")
     changes: dict[str, Any] = {}
     if schedule.queue is not None:
         changes["queue_name"] = schedule.queue
