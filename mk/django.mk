@@ -15,3 +15,10 @@ bench-worker_concurrency: venv
 
 bench-threads: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.threads
+
+# make bench-retention   1 M finished rows pruned by taskpool_scheduler while a worker runs (QUICK=1 shortens)
+.PHONY: bench-retention
+bench: bench-retention
+
+bench-retention: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.retention

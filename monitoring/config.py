@@ -46,6 +46,15 @@ TIME_LIMIT_KILLS = "taskpool_worker_time_limit_kills_total"
 SOFT_TIME_LIMITS = "taskpool_worker_soft_time_limits_total"
 RETRIES = "taskpool_worker_task_retries_total"
 
+# Scheduler metrics (per scheduler pod; the scheduler PodMonitor adds namespace, pool and pod).
+SCHEDULE_LAST_FIRE = "taskpool_schedule_last_fire_timestamp_seconds"
+SCHEDULE_NEXT_FIRE = "taskpool_schedule_next_fire_timestamp_seconds"
+SCHEDULE_PERIOD = "taskpool_schedule_period_seconds"
+SCHEDULE_FIRES = "taskpool_schedule_fires_total"
+SCHEDULE_MISFIRES = "taskpool_schedule_misfires_total"
+RETENTION_PRUNED = "taskpool_retention_rows_pruned_total"
+RETENTION_OLDEST_FINISHED_AGE = "taskpool_retention_oldest_finished_age_seconds"
+
 # Recorded series (level:metric:operations).
 READY_BY_POOL = "namespace_pool:taskpool_queue_ready_tasks:sum"
 FINISHED_BY_OUTCOME = "namespace_pool_queue_outcome:taskpool_worker_tasks_finished:rate5m"
@@ -249,6 +258,25 @@ ALERTS: tuple[Alert, ...] = (
             _for("0m"),
         ),
     ),
+    Alert(
+        name="TaskpoolScheduleNotFiring",
+        values_key="scheduleNotFiring",
+        severity="warning",
+        expr=(
+            f"time() - max by (namespace, schedule) ({SCHEDULE_LAST_FIRE})\n"
+            f"  > ${{periods}} * max by (namespace, schedule) ({SCHEDULE_PERIOD})\n"
+            f"and max by (namespace, schedule) ({SCHEDULE_LAST_FIRE}) > 0"
+        ),
+        summary="Schedule {{ $labels.schedule }} in {{ $labels.namespace }} has stopped firing.",
+        description=(
+            "Periodic task schedule {{ $labels.schedule }} last fired {{ $value | humanizeDuration }} ago, "
+            "more than its periods allow: the scheduler is stuck or cannot write to the database."
+        ),
+        params=(
+            Param("periods", 2, "Periods of the schedule without a fire from which it fires."),
+            _for("1m"),
+        ),
+    ),
 )
 
 
@@ -382,6 +410,7 @@ def _failure_ratio(by: str, matchers: tuple[str, ...]) -> str:
 
 _Q = (NS, POOL, QUEUE)
 _P = (NS, POOL)
+SCHEDULE_LEGEND = "{{namespace}}/{{schedule}}"
 _RATIO_STEPS = ((float(FAILURE_RATIO_THRESHOLD.default), "red"),)
 
 OVERVIEW = Dashboard(
@@ -558,6 +587,84 @@ OVERVIEW = Dashboard(
                             POOL_LEGEND,
                         ),
                     ),
+                ),
+            ),
+        ),
+        Row(
+            "Schedules and retention",
+            (
+                Panel(
+                    "Schedule fires",
+                    "Periodic tasks enqueued by the pools' schedulers (each fire once, whichever scheduler "
+                    "won it), and fires given up because no scheduler ran at their instant.",
+                    "bars",
+                    "short",
+                    (
+                        Query(
+                            f"sum by (namespace, schedule) "
+                            f"(increase({selector(SCHEDULE_FIRES, *_P)}[{RATE}]))",
+                            SCHEDULE_LEGEND,
+                        ),
+                        Query(
+                            f"sum by (namespace, schedule) "
+                            f"(increase({selector(SCHEDULE_MISFIRES, *_P)}[{RATE}]))",
+                            SCHEDULE_LEGEND + " missed",
+                        ),
+                    ),
+                    width=6,
+                ),
+                Panel(
+                    "Time since last fire",
+                    "Since the latest recorded fire of each schedule (left out before its first), until its "
+                    "next fire, and its period; TaskpoolScheduleNotFiring fires past two periods.",
+                    "timeseries",
+                    "s",
+                    (
+                        Query(
+                            f"time() - max by (namespace, schedule) "
+                            f"({selector(SCHEDULE_LAST_FIRE, *_P)} > 0)",
+                            SCHEDULE_LEGEND,
+                        ),
+                        Query(
+                            f"max by (namespace, schedule) ({selector(SCHEDULE_NEXT_FIRE, *_P)}) - time()",
+                            SCHEDULE_LEGEND + " next in",
+                        ),
+                        Query(
+                            f"max by (namespace, schedule) ({selector(SCHEDULE_PERIOD, *_P)})",
+                            SCHEDULE_LEGEND + " period",
+                        ),
+                    ),
+                    limits=("period",),
+                    width=6,
+                ),
+                Panel(
+                    "Rows pruned",
+                    "Finished task rows the schedulers deleted past their retention period (spec.retention).",
+                    "bars",
+                    "short",
+                    (
+                        Query(
+                            f"sum by (namespace, pool, status) "
+                            f"(increase({selector(RETENTION_PRUNED, *_P)}[{RATE}]))",
+                            POOL_LEGEND + " {{status}}",
+                        ),
+                    ),
+                    width=6,
+                ),
+                Panel(
+                    "Oldest finished row",
+                    "Age of the oldest finished row in the pool's queues: stays near the retention period "
+                    "while retention keeps up.",
+                    "timeseries",
+                    "s",
+                    (
+                        Query(
+                            f"max by (namespace, pool, status) "
+                            f"({selector(RETENTION_OLDEST_FINISHED_AGE, *_P)})",
+                            POOL_LEGEND + " {{status}}",
+                        ),
+                    ),
+                    width=6,
                 ),
             ),
         ),

@@ -3,7 +3,8 @@
 Required: `DATABASE_URL` (a PostgreSQL URL). Optional: `DJANGO_DEBUG=1`, `DJANGO_SECRET_KEY`,
 `DJANGO_ALLOWED_HOSTS` (comma list), `DJANGO_LOG_LEVEL`, `TASKPOOL_DEMO_EMAIL_BACKEND` (console, locmem),
 `TASKPOOL_DEMO_TIME_LIMITS` (JSON for the `TASKPOOL_TIME_LIMITS` setting, used by tests and benchmarks),
-`TASKPOOL_DEMO_RETRIES` (JSON for the `TASKPOOL_RETRIES` setting, likewise).
+`TASKPOOL_DEMO_RETRIES` (JSON for the `TASKPOOL_RETRIES` setting, likewise),
+`TASKPOOL_DEMO_SCHEDULES` (JSON of TASKPOOL_SCHEDULES, replacing the demo's own schedules).
 """
 
 import json
@@ -67,6 +68,23 @@ TASKS = {
         "QUEUES": ["default", "emails", "reports"],
     },
 }
+
+# Periodic tasks fired by `manage.py taskpool_scheduler` (django_taskpool.schedules describes the options).
+TASKPOOL_SCHEDULES = {
+    "heartbeat": {"task": "taskpool_demo.tasks.noop", "every": 60},
+    "nightly-report": {
+        "task": "taskpool_demo.tasks.build_report",
+        "cron": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "kwargs": {"duration": 1.0},
+        "missed": "skip",
+    },
+}
+if os.environ.get("TASKPOOL_DEMO_SCHEDULES"):
+    try:
+        TASKPOOL_SCHEDULES = json.loads(os.environ["TASKPOOL_DEMO_SCHEDULES"])
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"TASKPOOL_DEMO_SCHEDULES is not valid JSON: {exc}") from None
 
 _EMAIL_BACKENDS = {
     "console": "django.core.mail.backends.console.EmailBackend",

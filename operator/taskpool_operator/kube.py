@@ -214,3 +214,12 @@ def read_pool(namespace: str, name: str) -> dict[str, Any] | None:
             return None
         raise
     return cast(dict[str, Any], found)
+
+
+def delete_deployment(namespace: str, name: str) -> None:
+    """Deletes a Deployment (its pods go with it); gone already is fine."""
+    try:
+        _apps().delete_namespaced_deployment(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -262,3 +262,97 @@ def build_pool_status(
     }
     status.update({key: value for key, value in optional.items() if value is not None})
     return status
+
+
+# -- the scheduler Deployment (spec.scheduler) ------------------------------------------------------------
+
+SCHEDULER_CONTAINER = "scheduler"
+DEFAULT_SCHEDULER_COMMAND = ("python", "manage.py", "taskpool_scheduler")
+COMPONENT_LABEL = "app.kubernetes.io/component"
+# Lets a stopping scheduler finish the fire or prune batch it is in (each is one short transaction).
+SCHEDULER_TERMINATION_GRACE_S = 30
+
+
+def scheduler_deployment_name(pool_name: str) -> str:
+    return f"{pool_name}-scheduler"
+
+
+def scheduler_selector_labels(pool_name: str) -> dict[str, str]:
+    """The scheduler Deployment's selector (immutable once created); never matches worker pods."""
+    return {"app.kubernetes.io/name": "taskpool-scheduler", POOL_LABEL: pool_name}
+
+
+def scheduler_pod_labels(pool_name: str) -> dict[str, str]:
+    return {
+        **scheduler_selector_labels(pool_name),
+        "app.kubernetes.io/instance": pool_name,
+        COMPONENT_LABEL: "scheduler",
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def _exact_seconds(seconds: float) -> str:
+    """Seconds to the millisecond without exponent (`:g` would round weeks to six digits)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def scheduler_command(pool: Pool) -> list[str]:
+    """`taskpool_scheduler` with the pool's backend and queues (whose finished rows retention prunes), the
+    retention periods in seconds, then the user's extra args."""
+    command = list(pool.scheduler.get("command") or DEFAULT_SCHEDULER_COMMAND)
+    flags = ["--backend", pool.backend, "--queue-name", ",".join(pool.queues)]
+    if pool.exclude_queues:
+        flags += ["--exclude-queues", ",".join(pool.exclude_queues)]
+    flags += ["--metrics-port", str(pool.metrics_port)]
+    if pool.retention.successful_s is not None:
+        flags += ["--retain-successful", _exact_seconds(pool.retention.successful_s)]
+    if pool.retention.failed_s is not None:
+        flags += ["--retain-failed", _exact_seconds(pool.retention.failed_s)]
+    return command + flags + list(pool.scheduler.get("args") or ())
+
+
+def build_scheduler_deployment(pool: Pool) -> dict[str, Any]:
+    """One scheduler pod with the worker pods' image, environment, security and placement (the fires table
+    keeps fires exactly-once even if two ever overlap; Recreate keeps that rare)."""
+    template = build_worker_pod_template(pool)
+    container = build_worker_container(pool)
+    container.update(name=SCHEDULER_CONTAINER, command=scheduler_command(pool))
+    container.pop("resources", None)
+    if pool.scheduler.get("resources"):
+        container["resources"] = copy.deepcopy(pool.scheduler["resources"])
+    template["metadata"]["labels"] = {
+        **dict(pool.worker.get("labels") or {}),
+        **scheduler_pod_labels(pool.name),
+    }
+    template["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"] = SCHEDULER_CONTAINER
+    template["spec"]["containers"] = [container]
+    template["spec"]["terminationGracePeriodSeconds"] = SCHEDULER_TERMINATION_GRACE_S
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": scheduler_deployment_name(pool.name),
+            "namespace": pool.namespace,
+            "labels": scheduler_pod_labels(pool.name),
+            "ownerReferences": [owner_reference(pool)],
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": scheduler_selector_labels(pool.name)},
+            "template": template,
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 3,
+        },
+    }
+
+
+def build_scheduler_status(deployment: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """status.scheduler from the scheduler Deployment (None: no scheduler)."""
+    if deployment is None:
+        return None
+    status = deployment.get("status") or {}
+    return {
+        "deployment": deployment["metadata"]["name"],
+        "replicas": int(status.get("replicas") or 0),
+        "readyReplicas": int(status.get("readyReplicas") or 0),
+    }

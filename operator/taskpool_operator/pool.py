@@ -68,6 +68,22 @@ class Orphans:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long finished rows are kept (spec.retention); None keeps them forever."""
+
+    successful_s: float | None = None
+    failed_s: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.successful_s is not None or self.failed_s is not None
+
+
+def _optional_duration(text: str | None) -> float | None:
+    return None if text is None else parse_duration(text)
+
+
+@dataclasses.dataclass(frozen=True)
 class Pool:
     name: str
     namespace: str
@@ -83,6 +99,13 @@ class Pool:
     orphans: Orphans
     worker: Mapping[str, Any]
     """The defaulted spec.worker, read by the object builders."""
+    scheduler: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The defaulted spec.scheduler, read by the object builders."""
+    retention: Retention = Retention()
+
+    @property
+    def scheduler_enabled(self) -> bool:
+        return bool(self.scheduler.get("enabled"))
 
     @property
     def key(self) -> PoolKey:
@@ -156,6 +179,11 @@ class Pool:
                     grace_period_s=parse_duration(orphans["gracePeriod"]),
                 ),
                 worker=worker,
+                scheduler=spec["scheduler"],
+                retention=Retention(
+                    successful_s=_optional_duration((spec.get("retention") or {}).get("successful")),
+                    failed_s=_optional_duration((spec.get("retention") or {}).get("failed")),
+                ),
             )
         except KeyError as exc:
             raise InvalidPool(f"spec is missing {exc.args[0]!r}") from None
@@ -181,6 +209,8 @@ class Pool:
                 "worker.timeLimit must not exceed worker.shutdownTimeout, so a stopping worker's task ends "
                 "by itself or at its time limit before the shutdown deadline"
             )
+        if self.retention.enabled and not self.scheduler_enabled:
+            raise InvalidPool("retention needs scheduler.enabled (the scheduler deletes the rows)")
 
 
 def scaling_spec(pool: Pool) -> ScalingSpec:

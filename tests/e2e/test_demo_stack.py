@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_installs_the_chart_scales_with_the_burst_and_back_to_zero() -> None:
+def test_demo_installs_the_chart_scales_with_the_burst_and_back_to_zero_and_a_schedule_wakes_it() -> None:
     # Inside the checkout, not under /tmp: the demo's PostgreSQL socket must stay visible to pods, which mount
     # a scratch /tmp of their own.
     output = ROOT / ".cache" / "demo-e2e"
@@ -37,6 +37,8 @@ def test_demo_installs_the_chart_scales_with_the_burst_and_back_to_zero() -> Non
     assert "operator running, pool 'demo' Ready" in out
     assert "ScaledUp:" in out
     assert "scaled back to zero pods" in out
+    assert "schedule fired, pool woke from zero" in out
+    assert "the scheduled task ran on a worker pod" in out
     assert "demo finished" in out
     timeline = output / "timeline.png"
     assert timeline.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

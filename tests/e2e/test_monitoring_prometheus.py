@@ -6,6 +6,8 @@ Debian's Prometheus (2.42) scrapes, every second:
   `broken`, whose Secret names a database that does not exist (probe errors, an unreachable database);
 - a worker runtime, `manage.py taskpool_worker` on the same database as a local process, with the labels a
   PodMonitor would add (`namespace`, `pool`, `pod`) set by the scrape config;
+- a scheduler, `manage.py taskpool_scheduler` (a 2-second schedule, retention on) on the same database as a
+  local process, labelled the same way;
 - the pool's own worker pods, found through the scrape job the chart's PodMonitor stands for (its selector,
   port and relabelings, applied to the pods of the cluster's API).
 It loads monitoring/rules/taskpool.rules.yaml. Then every panel query (Grafana variables substituted), every
@@ -40,6 +42,7 @@ from devcluster import operator_harness as harness
 from devcluster.control_plane import LocalCluster
 from devdb import postgres
 from devdb.demo_project import MigratedDatabase, enqueue, free_port, stop_process, task_rows, wait_until
+from devdb.scheduler import SchedulerRun, schedules_env
 from monitoring import config, generate, rules
 from tests.support.django_db import WorkerRun
 
@@ -51,6 +54,7 @@ POOL = "shop"
 BROKEN_POOL = "broken"
 # Not a name of the pool's Deployment pods: the operator must not take its tasks for orphans.
 WORKER_POD = "monitoring-e2e-worker"
+SCHEDULER_POD = "monitoring-e2e-scheduler"
 COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
 
 
@@ -144,7 +148,7 @@ def podmonitor_scrape_config(targets_file: Path, namespace: str) -> dict[str, An
 
 
 def prometheus_config(
-    operator_port: int, worker_port: int, namespace: str, pod_job: dict[str, Any]
+    operator_port: int, worker_port: int, scheduler_port: int, namespace: str, pod_job: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -163,6 +167,16 @@ def prometheus_config(
                     {
                         "targets": [f"127.0.0.1:{worker_port}"],
                         "labels": {"namespace": namespace, "pool": POOL, "pod": WORKER_POD},
+                    }
+                ],
+            },
+            {
+                # Our own scheduler process, labelled as the chart's scheduler PodMonitor labels its pods.
+                "job_name": "taskpool-schedulers",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{scheduler_port}"],
+                        "labels": {"namespace": namespace, "pool": POOL, "pod": SCHEDULER_POD},
                     }
                 ],
             },
@@ -280,6 +294,15 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
         db.url, "--queue-name=*", "--concurrency=2", "--time-limit=3", env={"POD_NAME": WORKER_POD}
     )
     worker.wait_ready(processes=2)
+    scheduler = SchedulerRun(
+        db.url,
+        "--queue-name=*",
+        "--retain-successful=3600",
+        log_path=tmp_path / "scheduler.log",
+        env=schedules_env({"e2e-tick": {"task": "taskpool_demo.tasks.noop", "every": 2}}),
+    )
+    request.addfinalizer(scheduler.close)
+    wait_until(scheduler.serving, 60, "the scheduler's endpoints")
     targets_file = tmp_path / "pods.json"
     stop_discovery = threading.Event()
     discovery = threading.Thread(
@@ -288,7 +311,9 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
     discovery.start()
     request.addfinalizer(lambda: (stop_discovery.set(), discovery.join()))
     pod_job = podmonitor_scrape_config(targets_file, namespace)
-    prometheus = start_prometheus(prometheus_config(operator.metrics_port, worker.port, namespace, pod_job))
+    prometheus = start_prometheus(
+        prometheus_config(operator.metrics_port, worker.port, scheduler.port, namespace, pod_job)
+    )
     start = time.time()
     # Lost and time-limited tasks, on the local worker before the pool has a pod to take them: a task whose
     # process is killed, one past its hard limit (--time-limit=3), one past its soft limit (`bounded`); and
@@ -332,7 +357,12 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
     window = math.ceil(end - start)
 
     # Both expositions are clean.
-    for name, exposition in (("operator", operator.metrics()), ("worker", worker.get("/metrics")[1])):
+    expositions = (
+        ("operator", operator.metrics()),
+        ("worker", worker.get("/metrics")[1]),
+        ("scheduler", scheduler.exposition()),
+    )
+    for name, exposition in expositions:
         checked = subprocess.run(
             ["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True, check=False
         )
@@ -341,7 +371,9 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
 
     targets = prometheus.api("targets")["activeTargets"]
     static = {t["labels"]["job"]: t["health"] for t in targets if t["labels"]["job"] != pod_job["job_name"]}
-    assert static == {"taskpool-operator": "up", "taskpool-workers": "up"}, targets
+    assert static == {"taskpool-operator": "up", "taskpool-workers": "up", "taskpool-schedulers": "up"}, (
+        targets
+    )
     # The pool's own worker pods, found through the chart's PodMonitor, carry the labels the dashboards select
     # by. (Whether a pod answered is the operator's and the cluster's business, tested there: `up` exists for
     # every target, answering or not.)

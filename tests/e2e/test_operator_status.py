@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.control_plane import LocalCluster
-from tests.e2e import operator_harness as h
-from tests.e2e.operator_harness import OperatorProcess
-from tests.support.django_db import MigratedDatabase
+from devcluster import operator_harness as h
+from devcluster.control_plane import LocalCluster
+from devcluster.operator_harness import OperatorProcess
+from devdb.demo_project import MigratedDatabase
 
 pytestmark = pytest.mark.e2e
 

@@ -12,6 +12,7 @@ import yaml
 
 import taskpool_operator
 from charts import checks
+from taskpool_operator import objects
 
 NAMESPACE = "taskpool-system"
 
@@ -172,9 +173,18 @@ def test_service_monitor_toggle() -> None:
     )
 
 
+def pod_monitor(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    (found,) = (
+        d
+        for d in of_kind(docs, "PodMonitor")
+        if d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    )
+    return found
+
+
 def test_pod_monitor_toggle_relabels_the_pool_label() -> None:
     assert not of_kind(render(), "PodMonitor")
-    monitor = one(render("monitoring.podMonitor.enabled=true"), "PodMonitor")
+    monitor = pod_monitor(render("monitoring.podMonitor.enabled=true"), "worker")
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "taskpool-worker"
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
@@ -183,10 +193,23 @@ def test_pod_monitor_toggle_relabels_the_pool_label() -> None:
         "sourceLabels": ["__meta_kubernetes_pod_label_taskpool_dev_pool"],
         "targetLabel": "pool",
     } in endpoint["relabelings"]
-    limited = one(
-        render("monitoring.podMonitor.enabled=true", 'operator.watchNamespaces=["shop"]'), "PodMonitor"
+    limited = pod_monitor(
+        render("monitoring.podMonitor.enabled=true", 'operator.watchNamespaces=["shop"]'), "worker"
     )
     assert limited["spec"]["namespaceSelector"] == {"matchNames": ["shop"]}
+
+
+def test_pod_monitor_of_the_schedulers_selects_the_labels_the_operator_puts_on_scheduler_pods() -> None:
+    docs = render("monitoring.podMonitor.enabled=true", 'operator.watchNamespaces=["shop"]')
+    schedulers, workers = pod_monitor(docs, "scheduler"), pod_monitor(docs, "worker")
+    assert (
+        schedulers["spec"]["selector"]["matchLabels"].items() <= objects.scheduler_pod_labels("web").items()
+    )
+    assert (
+        not workers["spec"]["selector"]["matchLabels"].items() <= objects.scheduler_pod_labels("web").items()
+    )
+    for key in ("namespaceSelector", "podMetricsEndpoints"):
+        assert schedulers["spec"][key] == workers["spec"][key]
 
 
 def test_prometheus_rule_toggle() -> None:

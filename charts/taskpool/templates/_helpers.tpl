@@ -69,10 +69,10 @@ calls in operator/taskpool_operator/kube.py plus kopf's watches; tests/unit/test
   resources: ["taskworkerpools/status"]
   verbs: ["patch"]
 # The worker Deployment of each pool: indexed (list/watch), created, replaced and resized. Deletion is left to
-# the garbage collector through the owner reference.
+# the garbage collector through the owner reference, except the scheduler's when spec.scheduler is turned off.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "update", "patch"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # Worker pods: indexed for orphan detection, patched with controller.kubernetes.io/pod-deletion-cost.
 - apiGroups: [""]
   resources: ["pods"]

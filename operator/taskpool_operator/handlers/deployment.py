@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
 from taskpool_operator.conditions import Problem, Reason
-from taskpool_operator.handlers import memory
+from taskpool_operator.handlers import memory, scheduler
 from taskpool_operator.pool import InvalidPool, Pool, replicas_to_apply
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def apply(pool: Pool) -> None:
     )
 
 
-def reconcile(body: kopf.Body, **_: Any) -> None:
+def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """On create, spec change and operator start: the Deployment follows the pool's spec. The scaling loop
     writes the status (observedGeneration with the conditions, in one patch: kstatus must never see the new
     generation observed without the conditions saying whether it is done)."""
@@ -81,6 +81,8 @@ def reconcile(body: kopf.Body, **_: Any) -> None:
     except InvalidPool as exc:
         raise kopf.PermanentError(f"invalid spec: {exc}") from None
     apply(pool)
+    # The scheduler's status only: no observedGeneration here (see above).
+    patch.status["scheduler"] = scheduler.apply(pool)
 
 
 def restore(event: Mapping[str, Any], **_: Any) -> None:

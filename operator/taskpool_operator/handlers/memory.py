@@ -38,6 +38,9 @@ class PoolMemory:
     """Live worker pods that ran a task at the last reading (for the Event when the pool is deleted)."""
     orphans_recovered: int | None = None
     """Orphaned tasks failed or requeued so far (status.orphansRecovered; None until read from the status)."""
+    scheduler_generation: int | None = None
+    """The scheduler Deployment's generation after the operator's own last write (None: the operator runs
+    no scheduler for the pool)."""
 
 
 _pools: dict[PoolKey, PoolMemory] = {}
