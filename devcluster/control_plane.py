@@ -255,7 +255,10 @@ class LocalCluster:
         started = time.monotonic()
         for sub in ("logs", "pods", "etcd"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
-        for needed in images.FILES_PODS_READ:
+        # Pods run as non-root users and some start in their own folder (images without a working folder): the
+        # state folder is entered, not listed, by others (its secrets are 0600 files).
+        self.state_dir.chmod(0o711)
+        for needed in [*images.FILES_PODS_READ, self.state_dir]:
             for folder in _made_traversable(needed):
                 log(f"cluster: made {folder} traversable by other users (o+x): non-root pods read {needed}")
         # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while

@@ -55,13 +55,17 @@ def create_pod(cluster: LocalCluster, namespace: str, name: str, spec: dict[str,
 
 
 def wait_for_log(cluster: LocalCluster, namespace: str, pod: str, container: str, text: str) -> str:
-    def log_with_text() -> str:
-        log = cluster.pod_log(namespace, pod, container)
-        return log if text in log else ""
+    def log() -> str:
+        try:
+            return cluster.pod_log(namespace, pod, container)
+        except FileNotFoundError:  # the node agent has not started the pod yet
+            return ""
 
-    return demo_project.wait_until(
-        log_with_text, 60, f"{text!r} in the log of {pod}/{container}", interval=0.3
-    )
+    try:
+        return demo_project.wait_until(lambda: log() if text in log() else "", 60, f"{text!r}", interval=0.3)
+    except AssertionError as exc:
+        status = cluster.rest.get(f"{pods_path(namespace)}/{pod}").get("status")
+        raise AssertionError(f"{exc}\nlog of {pod}/{container}:\n{log()}\nstatus: {status}") from None
 
 
 def container_state(cluster: LocalCluster, namespace: str, pod: str) -> dict[str, Any]:
