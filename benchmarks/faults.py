@@ -1,0 +1,123 @@
+"""The fault suite at full size: what happens to tasks when worker pods are SIGKILLed, the database goes away,
+the operator dies mid-scale, the API server restarts, or pods are deleted at random during a long load.
+
+Runs the scenarios of tests/e2e/fault_scenarios.py (the same code tests/e2e/test_faults.py runs small) on
+the local control plane with the real operator, real worker pods and an embedded PostgreSQL, one fresh
+namespace and database per scenario. Per scenario it records the task accounting (enqueued, successful,
+failed by exception class, left READY, left RUNNING, run twice, lost), the seconds from the fault until every
+task was terminal, the scenario's own checks, and every broken promise under "problems". The baseline,
+measured in the same run: the random-deletion load without deletions (its settle time is the reference for
+the one with them). `goal_met`: no scenario has a problem.
+
+    QUICK=1 python benchmarks/faults.py        (smaller counts and a 20 s outage instead of 60 s)
+Writes benchmarks/results/faults.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from common import QUICK, write_result
+
+from tests.cluster.control_plane import LocalCluster
+from tests.cluster.fixtures import RESTRICTED
+from tests.e2e import fault_scenarios as faults
+from tests.e2e import operator_harness as h
+from tests.support import django_db, postgres
+
+TIMEOUT_S = 1800.0  # a wait, not a goal: the machine is shared
+SEED = 20261201
+PODS = 5 if QUICK else 20
+LOAD_TASKS = 300 if QUICK else 2000
+LOAD_PODS = 4
+OUTAGE_S = 20.0 if QUICK else 60.0
+
+Scenario = Callable[[faults.Site], faults.ScenarioResult]
+
+SCENARIOS: dict[str, Scenario] = {
+    "force_deleted_pods_fail": lambda site: faults.force_deleted_pods(
+        site, pods=PODS, action="Fail", task_s=30, timeout=TIMEOUT_S
+    ),
+    "force_deleted_pods_requeue": lambda site: faults.force_deleted_pods(
+        site, pods=PODS, action="Requeue", task_s=30, timeout=TIMEOUT_S
+    ),
+    "database_outage": lambda site: faults.database_outage(
+        site, tasks=100 if QUICK else 300, outage_s=OUTAGE_S, timeout=TIMEOUT_S
+    ),
+    "operator_killed_mid_scale": lambda site: faults.operator_killed_mid_scale(
+        site, kills=5, max_replicas=4, seed=SEED, timeout=TIMEOUT_S
+    ),
+    "api_server_restart": lambda site: faults.api_server_restart(
+        site, tasks=60, down_s=10, timeout=TIMEOUT_S
+    ),
+    "random_pod_deletions_baseline": lambda site: faults.random_pod_deletions(
+        site, tasks=LOAD_TASKS, pods=LOAD_PODS, seed=SEED, every_s=None, timeout=TIMEOUT_S
+    ),
+    "random_pod_deletions": lambda site: faults.random_pod_deletions(
+        site, tasks=LOAD_TASKS, pods=LOAD_PODS, seed=SEED, every_s=(3, 8), timeout=TIMEOUT_S
+    ),
+}
+
+
+def run_one(
+    cluster: LocalCluster, admin_dsn: str, template_dsn: str, name: str, scenario: Scenario
+) -> dict[str, Any]:
+    """One scenario in a fresh namespace and database: its figures, or the wait that did not end."""
+    namespace = cluster.create_namespace("faults-", labels=RESTRICTED)
+    dsn = django_db.clone_database(admin_dsn, template_dsn, prefix="taskpool_faults")
+    database = django_db.MigratedDatabase(dsn=dsn, url=postgres.to_url(dsn))
+    started = time.monotonic()
+    print(f"--- {name}", file=sys.stderr, flush=True)
+    try:
+        with faults.fault_site(cluster, namespace, database, admin_dsn) as site:
+            figures = scenario(site).figures()
+    except AssertionError as exc:  # a wait that timed out: the scenario could not settle
+        traceback.print_exc()
+        figures = {"problems": [f"did not complete: {exc}"]}
+    finally:
+        cluster.delete_namespace(namespace)
+    postgres.drop_database(admin_dsn, dsn)
+    figures["scenario_wall_s"] = round(time.monotonic() - started, 1)
+    print(f"--- {name}: {figures}", file=sys.stderr, flush=True)
+    return figures
+
+
+def main() -> None:
+    results: dict[str, dict[str, Any]] = {}
+    with postgres.postgres_server() as admin_dsn:
+        template = postgres.create_database(admin_dsn, prefix="taskpool_faults_template")
+        try:
+            django_db.migrate(postgres.to_url(template))
+            with LocalCluster.start(nodes=1) as cluster:
+                h.install_crd(cluster)
+                for name, scenario in SCENARIOS.items():
+                    results[name] = run_one(cluster, admin_dsn, template, name, scenario)
+        finally:
+            postgres.drop_database(admin_dsn, template)
+    baseline = results["random_pod_deletions_baseline"].get("settle_s")
+    faulted = results["random_pod_deletions"].get("settle_s")
+    write_result(
+        "faults",
+        {
+            "benchmark": "faults",
+            "what": (
+                "task accounting and seconds to settle per fault scenario (real control plane, operator, "
+                "worker pods, PostgreSQL); machine shared with other jobs"
+            ),
+            "scenarios": results,
+            "random_deletions_settle_over_baseline": (
+                round(faulted / baseline, 2) if baseline and faulted else None
+            ),
+            "goal": "every scenario: no task lost, left READY/RUNNING, failed unexpectedly or run twice "
+            "(unless Requeue), and its own checks kept",
+            "goal_met": all(not r.get("problems") for r in results.values()),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

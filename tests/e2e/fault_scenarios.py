@@ -1,0 +1,497 @@
+"""The fault suite's scenarios, shared by tests/e2e/test_faults.py (small counts) and benchmarks/faults.py
+(full counts): same code, parameters differ.
+
+Each scenario runs on real parts (the local control plane, the operator as a local process, worker pods
+running the demo project's worker, PostgreSQL), injects one fault while tasks are in flight, waits until
+every tracked task is terminal and returns a `ScenarioResult`: the task accounting
+(tests/support/task_accounting.py), the seconds from the fault to the last task settling, and the
+scenario's own observations as named checks. `ScenarioResult.problems()` lists everything that broke a
+promise; tests assert it is empty, the benchmark records it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskpool_operator import objects
+from tests.cluster.control_plane import Component, LocalCluster
+from tests.e2e import operator_harness as h
+from tests.support import postgres
+from tests.support.django_db import MigratedDatabase
+from tests.support.task_accounting import WORKER_LOST, Accounting, TrackedTasks
+
+SECRET = "db"
+# Orphans are recovered this long after their pod is gone (short, so a scenario settles quickly).
+ORPHAN_GRACE = "5s"
+# Short shutdowns: a gracefully deleted worker finishes its task (the demo's are seconds long) and exits.
+QUICK_SHUTDOWN = {"shutdownTimeout": "10s", "terminationGracePeriodSeconds": 15}
+
+
+class RestartableOperator:
+    """`taskpool-operator run` for one namespace that a scenario can SIGKILL and start again."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.starts = 0
+        self._running: AbstractContextManager[h.OperatorProcess] | None = None
+        self.current: h.OperatorProcess | None = None
+
+    def start(self) -> h.OperatorProcess:
+        self._running = h.running_operator(self.cluster, self.namespace)
+        self.current = self._running.__enter__()
+        self.starts += 1
+        return self.current
+
+    def kill(self) -> None:
+        """SIGKILL, as when the operator's pod is deleted with grace 0 or its node dies."""
+        assert self.current is not None
+        self.current.process.kill()
+        self.current.process.wait()
+        self.stop()
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.__exit__(None, None, None)
+        self._running = self.current = None
+
+    @property
+    def pid(self) -> int:
+        assert self.current is not None
+        return self.current.process.pid
+
+
+@dataclass
+class Site:
+    """Where a scenario runs: a namespace with the database Secret and a running operator."""
+
+    cluster: LocalCluster
+    namespace: str
+    database: MigratedDatabase
+    admin_dsn: str
+    operator: RestartableOperator
+
+
+@contextmanager
+def fault_site(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, admin_dsn: str
+) -> Iterator[Site]:
+    h.create_dsn_secret(cluster, namespace, SECRET, database.url)
+    operator = RestartableOperator(cluster, namespace)
+    operator.start()
+    try:
+        yield Site(cluster, namespace, database, admin_dsn, operator)
+    finally:
+        operator.stop()
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    accounting: Accounting
+    settle_s: float
+    """Seconds from the fault (its start) until every tracked task was terminal."""
+    expected_failures: frozenset[str] = frozenset()
+    requeue: bool = False
+    checks: dict[str, bool] = field(default_factory=dict)
+    """The scenario's own promises (replicas held, one Event per transition...): name -> kept."""
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        broken = [f"broken: {name}" for name, kept in self.checks.items() if not kept]
+        return self.accounting.problems(self.expected_failures, self.requeue) + broken
+
+    def check(self) -> None:
+        found = self.problems()
+        assert not found, f"{self.name}: {self.accounting.figures()} {self.observed}\n" + "\n".join(found)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            **self.accounting.figures(),
+            "settle_s": round(self.settle_s, 1),
+            "checks": self.checks,
+            **self.observed,
+            "problems": self.problems(),
+        }
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+def _pods(site: Site, pool: str) -> list[dict[str, Any]]:
+    return list(
+        site.cluster.rest.get(
+            f"/api/v1/namespaces/{site.namespace}/pods", labelSelector=f"{objects.POOL_LABEL}={pool}"
+        )["items"]
+    )
+
+
+def _live_pod_names(site: Site, pool: str) -> list[str]:
+    return sorted(
+        p["metadata"]["name"]
+        for p in _pods(site, pool)
+        if not p["metadata"].get("deletionTimestamp") and p.get("status", {}).get("phase") == "Running"
+    )
+
+
+def _ready_replicas(site: Site, pool: str) -> int:
+    deployment = h.get_deployment(site.cluster, site.namespace, objects.deployment_name(pool))
+    return 0 if deployment is None else int(deployment.get("status", {}).get("readyReplicas") or 0)
+
+
+def _wait_ready_pods(site: Site, pool: str, count: int, timeout: float) -> None:
+    h.wait_until(lambda: _ready_replicas(site, pool) >= count, timeout, f"{count} ready worker pods", 1)
+
+
+def _running(tracked: TrackedTasks) -> int:
+    return tracked.statuses().get("RUNNING", 0)
+
+
+def _force_delete(site: Site, names: Collection[str]) -> None:
+    site.cluster.kubectl(
+        "-n", site.namespace, "delete", "pod", *names, "--grace-period=0", "--force", "--wait=false"
+    )
+
+
+def _graceful_delete(site: Site, name: str) -> None:
+    site.cluster.kubectl("-n", site.namespace, "delete", "pod", name, "--wait=false")
+
+
+def _create_pool(site: Site, name: str, **spec: Any) -> None:
+    h.create_pool(site.cluster, site.namespace, h.pool_manifest(name, SECRET, **spec))
+
+
+def _expected_replicas(tracked: TrackedTasks, per_replica: int, low: int, high: int) -> int:
+    statuses = tracked.statuses()
+    backlog = statuses.get("READY", 0) + statuses.get("RUNNING", 0)
+    return max(low, min(high, math.ceil(backlog / per_replica)))
+
+
+# -- scenarios ---------------------------------------------------------------------------------------------
+
+
+def force_deleted_pods(site: Site, pods: int, action: str, task_s: float, timeout: float) -> ScenarioResult:
+    """`pods` worker pods, each in the middle of a task, force-deleted (grace 0) at once; the pool's orphan
+    action (Fail or Requeue) decides what becomes of their tasks."""
+    pool = f"killed-{action.lower()}"
+    _create_pool(
+        site,
+        pool,
+        scaling={"minReplicas": pods, "maxReplicas": pods, "pollInterval": "1s"},
+        orphans={"action": action, "gracePeriod": ORPHAN_GRACE},
+        worker={"interval": "200ms", **QUICK_SHUTDOWN},
+    )
+    # Every pod is polling before the tasks arrive, so each claims one within a poll interval.
+    _wait_ready_pods(site, pool, pods, timeout)
+    tracked = TrackedTasks(site.database)
+    tracked.enqueue("slow", count=pods, duration=task_s, queue="default")
+    h.wait_until(lambda: _running(tracked) == pods, timeout, f"{pods} running tasks", 0.5)
+    busy = _live_pod_names(site, pool)
+    fault = time.monotonic()
+    _force_delete(site, busy)
+    settle_s = tracked.wait_settled(timeout, since=fault)
+    accounting = tracked.account()
+    if action == "Fail":
+        checks = {
+            f"the {pods} killed tasks FAILED with WorkerLost": accounting.failed_by_class
+            == {WORKER_LOST: pods}
+        }
+    else:
+        checks = {
+            f"the {pods} killed tasks ran again and succeeded": accounting.successful == pods,
+            "each killed task ran exactly twice": all(o.claims == 2 for o in accounting.outcomes.values()),
+        }
+    return ScenarioResult(
+        f"force_deleted_pods_{action.lower()}",
+        accounting,
+        settle_s,
+        expected_failures=frozenset({WORKER_LOST}) if action == "Fail" else frozenset(),
+        requeue=action == "Requeue",
+        checks=checks,
+        observed={"pods_force_deleted": len(busy), "task_s": task_s},
+    )
+
+
+def random_pod_deletions(
+    site: Site,
+    tasks: int,
+    pods: int,
+    seed: int,
+    every_s: tuple[float, float] | None,
+    timeout: float,
+) -> ScenarioResult:
+    """Random worker pods deleted, gracefully or forced (a coin), every `every_s` (a random span) seconds
+    while `tasks` short tasks run; orphans (from forced deletions) are requeued. `every_s` None: the same
+    load without deletions (the benchmark's baseline)."""
+    pool = "churn"
+    _create_pool(
+        site,
+        pool,
+        scaling={"minReplicas": pods, "maxReplicas": pods, "pollInterval": "1s"},
+        orphans={"action": "Requeue", "gracePeriod": ORPHAN_GRACE},
+        worker={"concurrency": 2, "interval": "200ms", **QUICK_SHUTDOWN},
+    )
+    _wait_ready_pods(site, pool, pods, timeout)
+    tracked = TrackedTasks(site.database)
+    tracked.enqueue("slow", count=tasks, duration=0.05, queue="default")
+    rng = random.Random(seed)
+    deletions = {"graceful": 0, "forced": 0}
+    fault = time.monotonic()
+    deadline = fault + timeout
+    while every_s is not None and not tracked.settled() and time.monotonic() < deadline:
+        time.sleep(rng.uniform(*every_s))
+        live = _live_pod_names(site, pool)
+        if not live or tracked.settled():
+            continue
+        victim = rng.choice(live)
+        if rng.random() < 0.5:
+            _graceful_delete(site, victim)
+            deletions["graceful"] += 1
+        else:
+            _force_delete(site, [victim])
+            deletions["forced"] += 1
+    settle_s = tracked.wait_settled(max(deadline - time.monotonic(), 1), since=fault)
+    accounting = tracked.account()
+    checks = {"every task succeeded": accounting.successful == tasks}
+    if every_s is not None:
+        checks["pods were deleted"] = sum(deletions.values()) > 0
+    return ScenarioResult(
+        "random_pod_deletions",
+        accounting,
+        settle_s,
+        requeue=True,
+        checks=checks,
+        observed={"deletions": deletions, "pods": pods},
+    )
+
+
+def _database_reachable(site: Site, pool: str) -> dict[str, Any]:
+    return h.condition(h.get_pool(site.cluster, site.namespace, pool), "DatabaseReachable")
+
+
+def _events_with_reason(site: Site, pool: str, reason: str, since_iso: str = "") -> list[dict[str, Any]]:
+    return [
+        e
+        for e in h.events(site.cluster, site.namespace, pool)
+        if e["reason"] == reason and (e.get("lastTimestamp") or e.get("eventTime") or "") >= since_iso
+    ]
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def database_outage(site: Site, tasks: int, outage_s: float, timeout: float) -> ScenarioResult:
+    """PostgreSQL stopped for `outage_s` seconds while a load runs, then started again."""
+    pool = "outage"
+    replicas = 2
+    _create_pool(
+        site,
+        pool,
+        scaling={"minReplicas": replicas, "maxReplicas": replicas, "pollInterval": "1s"},
+        worker={"concurrency": 2, "interval": "200ms", **QUICK_SHUTDOWN},
+    )
+    h.wait_for_condition(site.cluster, site.namespace, pool, "DatabaseReachable", timeout=60, status="True")
+    _wait_ready_pods(site, pool, replicas, timeout)
+    tracked = TrackedTasks(site.database)
+    tracked.enqueue("slow", count=tasks, duration=0.5, queue="default")
+    h.wait_until(lambda: _running(tracked) > 0, timeout, "the load to start", 0.5)
+    deployment = objects.deployment_name(pool)
+    stopped_at = _now_iso()
+    fault = time.monotonic()
+    seen_replicas: set[int | None] = set()
+    with postgres.stopped_server(site.admin_dsn):
+        h.wait_until(
+            lambda: _database_reachable(site, pool).get("status") == "False",
+            60,
+            "DatabaseReachable False",
+            0.5,
+        )
+        unreachable = _database_reachable(site, pool)
+        while time.monotonic() - fault < outage_s:
+            seen_replicas.add(h.spec_replicas(site.cluster, site.namespace, deployment))
+            time.sleep(1)
+    h.wait_for_condition(site.cluster, site.namespace, pool, "DatabaseReachable", timeout=120, status="True")
+    recovered = _database_reachable(site, pool)
+    seen_replicas.add(h.spec_replicas(site.cluster, site.namespace, deployment))
+    settle_s = tracked.wait_settled(timeout, since=fault)
+    accounting = tracked.account()
+    went_down = _events_with_reason(site, pool, str(unreachable["reason"]), stopped_at)
+    came_back = _events_with_reason(site, pool, str(recovered["reason"]), stopped_at)
+    return ScenarioResult(
+        "database_outage",
+        accounting,
+        settle_s,
+        checks={
+            "replicas held": seen_replicas == {replicas},
+            "one Warning Event for the outage": len(went_down) == 1,
+            "one Normal Event for the recovery": len(came_back) == 1,
+            "every task succeeded": accounting.successful == tasks,
+        },
+        observed={
+            "outage_s": outage_s,
+            "unreachable_reason": unreachable["reason"],
+            "replicas_seen": sorted(r for r in seen_replicas if r is not None),
+            "events": {"outage": len(went_down), "recovery": len(came_back)},
+        },
+    )
+
+
+def _owned(site: Site, path: str, owner_uid: str) -> list[dict[str, Any]]:
+    items = site.cluster.rest.get(f"{path}")["items"]
+    return [
+        i for i in items if any(ref["uid"] == owner_uid for ref in i["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def operator_killed_mid_scale(
+    site: Site, kills: int, max_replicas: int, seed: int, timeout: float
+) -> ScenarioResult:
+    """The operator SIGKILLed `kills` times (and started again) while the pool scales up from zero."""
+    pool = "restarts"
+    per_replica = 2
+    _create_pool(
+        site,
+        pool,
+        scaling={
+            "minReplicas": 0,
+            "maxReplicas": max_replicas,
+            "tasksPerReplica": per_replica,
+            "pollInterval": "1s",
+            "scaleDownStabilization": "5s",
+            "scaleToZeroAfter": "5s",
+        },
+        worker={"concurrency": 2, "interval": "200ms", **QUICK_SHUTDOWN},
+    )
+    deployment = objects.deployment_name(pool)
+    h.wait_until(lambda: h.spec_replicas(site.cluster, site.namespace, deployment) == 0, 60, "0 replicas")
+    tracked = TrackedTasks(site.database)
+    # A backlog that needs every replica for a while: each pod runs 2 tasks of 5 s at a time.
+    tracked.enqueue("slow", count=4 * max_replicas * per_replica, duration=5, queue="default")
+    rng = random.Random(seed)
+    fault = time.monotonic()
+    for _ in range(kills):
+        time.sleep(rng.uniform(0.5, 3))
+        site.operator.kill()
+        site.operator.start()
+
+    def converged() -> bool:
+        expected = _expected_replicas(tracked, per_replica, 0, max_replicas)
+        return h.spec_replicas(site.cluster, site.namespace, deployment) == expected
+
+    h.wait_until(converged, 60, "replicas matching the backlog after the restarts", 0.5)
+    settle_s = tracked.wait_settled(timeout, since=fault)
+    h.wait_until(
+        lambda: h.spec_replicas(site.cluster, site.namespace, deployment) == 0, 120, "the scale back to 0", 1
+    )
+    body = h.get_pool(site.cluster, site.namespace, pool)
+    status = body.get("status", {})
+    types = [c["type"] for c in status.get("conditions", [])]
+    live_deployment = h.get_deployment(site.cluster, site.namespace, deployment)
+    assert live_deployment is not None
+    deployments = _owned(
+        site, f"/apis/apps/v1/namespaces/{site.namespace}/deployments", body["metadata"]["uid"]
+    )
+    replica_sets = _owned(
+        site, f"/apis/apps/v1/namespaces/{site.namespace}/replicasets", live_deployment["metadata"]["uid"]
+    )
+    accounting = tracked.account()
+    return ScenarioResult(
+        "operator_killed_mid_scale",
+        accounting,
+        settle_s,
+        checks={
+            "one Deployment": len(deployments) == 1,
+            "one ReplicaSet": len(replica_sets) == 1,
+            "conditions unique": len(types) == len(set(types)),
+            "Ready and DatabaseReachable reported": {"Ready", "DatabaseReachable"} <= set(types),
+            "status for the current generation": status.get("observedGeneration")
+            == body["metadata"]["generation"],
+            "desiredReplicas 0 at the end": status.get("desiredReplicas") == 0,
+            "every task succeeded": accounting.successful == len(tracked.ids),
+        },
+        observed={"operator_kills": kills, "max_replicas": max_replicas},
+    )
+
+
+def _restart_api_server(cluster: LocalCluster, down_s: float) -> None:
+    """Stops kube-apiserver (SIGTERM), waits `down_s` seconds and starts it again with the same flags."""
+    index = next(i for i, c in enumerate(cluster.components) if c.name == "kube-apiserver")
+    old = cluster.components[index]
+    argv = [str(arg) for arg in old.proc.args]  # type: ignore[union-attr]
+    old.stop()
+    time.sleep(down_s)
+    separator = argv.index("--")  # setpriv --pdeathsig KILL -- <argv>
+    new = Component(old.name, argv[separator + 1 :], old.log_path.parent)
+    cluster.components[index] = new
+
+    def ready() -> bool:
+        new.assert_alive()
+        try:
+            return cluster.rest.request("GET", "/readyz") is not None
+        except Exception:  # refused, reset or 5xx while it starts: not ready yet
+            return False
+
+    h.wait_until(ready, 120, "kube-apiserver /readyz after the restart", 0.5)
+
+
+def api_server_restart(site: Site, tasks: int, down_s: float, timeout: float) -> ScenarioResult:
+    """kube-apiserver restarted while a load runs: the same operator process (no restart) must still see pool
+    edits and Deployment deletions (its watches recovered) and the tasks all finish."""
+    pool = "apirestart"
+    _create_pool(
+        site,
+        pool,
+        scaling={"minReplicas": 1, "maxReplicas": 1, "pollInterval": "1s"},
+        worker={"concurrency": 2, "interval": "200ms", **QUICK_SHUTDOWN},
+    )
+    deployment = objects.deployment_name(pool)
+    _wait_ready_pods(site, pool, 1, timeout)
+    tracked = TrackedTasks(site.database)
+    tracked.enqueue("slow", count=tasks, duration=0.5, queue="default")
+    h.wait_until(lambda: _running(tracked) > 0, timeout, "the load to start", 0.5)
+    pid = site.operator.pid
+    fault = time.monotonic()
+    _restart_api_server(site.cluster, down_s)
+    # A pool edit reaches the Deployment only through the operator's pool watch ...
+    site.cluster.rest.patch(
+        h.pools_path(site.namespace, pool), {"spec": {"scaling": {"minReplicas": 2, "maxReplicas": 2}}}
+    )
+    h.wait_until(
+        lambda: h.spec_replicas(site.cluster, site.namespace, deployment) == 2,
+        120,
+        "2 replicas after the edit",
+        1,
+    )
+    # ... and a deleted Deployment comes back only through its Deployment watch.
+    old_uid = h.get_deployment(site.cluster, site.namespace, deployment)["metadata"]["uid"]  # type: ignore[index]
+    site.cluster.rest.delete(h.deployment_path(site.namespace, deployment))
+    h.wait_until(
+        lambda: (
+            (h.get_deployment(site.cluster, site.namespace, deployment) or {}).get("metadata", {}).get("uid")
+            not in (None, old_uid)
+        ),
+        120,
+        "the Deployment created again",
+        1,
+    )
+    settle_s = tracked.wait_settled(timeout, since=fault)
+    accounting = tracked.account()
+    assert site.operator.current is not None
+    return ScenarioResult(
+        "api_server_restart",
+        accounting,
+        settle_s,
+        checks={
+            "operator never restarted": site.operator.pid == pid
+            and site.operator.current.process.poll() is None,
+            "every task succeeded": accounting.successful == tasks,
+        },
+        observed={"api_server_down_s": down_s},
+    )
