@@ -134,7 +134,7 @@ def stopped_server(admin_dsn: str) -> Iterator[None]:
                 stdout=output,
                 stderr=output,
                 check=False,
-                **run_as,
+                user=run_as,
             )
             if done.returncode:
                 output.seek(0)
