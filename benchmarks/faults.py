@@ -1,5 +1,6 @@
 """The fault suite at full size: what happens to tasks when worker pods are SIGKILLed, the database goes away,
-the operator dies mid-scale, the API server restarts, or pods are deleted at random during a long load.
+the operator dies mid-scale, the API server restarts, a node is lost, or pods are deleted at random during a
+long load.
 
 Runs the scenarios of tests/e2e/fault_scenarios.py (the same code tests/e2e/test_faults.py runs small) on
 the local control plane with the real operator, real worker pods and an embedded PostgreSQL, one fresh
@@ -35,6 +36,11 @@ PODS = 5 if QUICK else 20
 LOAD_TASKS = 300 if QUICK else 2000
 LOAD_PODS = 4
 OUTAGE_S = 20.0 if QUICK else 60.0
+NODE_LOST_TIMEOUT_S = 30  # spec.worker.nodeLostTimeout's default
+# How long the lost node's tasks may take to be recovered before the benchmark stops waiting (and deletes the
+# Node object): the controller-manager's default --node-monitor-grace-period (50 s) + nodeLostTimeout + the
+# pods' termination grace (15 s) + the orphan grace (5 s), with room for a loaded machine.
+NODE_LOST_BOUND_S = 300.0
 
 Scenario = Callable[[faults.Site], faults.ScenarioResult]
 
@@ -53,6 +59,14 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "api_server_restart": lambda site: faults.api_server_restart(
         site, tasks=60, down_s=10, timeout=TIMEOUT_S
+    ),
+    "node_lost_fail": lambda site: faults.node_lost(
+        site,
+        pods=2 if QUICK else 4,
+        action="Fail",
+        task_s=3600,
+        node_lost_timeout_s=NODE_LOST_TIMEOUT_S,
+        timeout=NODE_LOST_BOUND_S,
     ),
     "random_pod_deletions_baseline": lambda site: faults.random_pod_deletions(
         site, tasks=LOAD_TASKS, pods=LOAD_PODS, seed=SEED, every_s=None, timeout=TIMEOUT_S

@@ -11,16 +11,23 @@ promise; tests assert it is empty, the benchmark records it.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import signal
+import sys
 import time
 from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskpool_operator import objects
+from tests.cluster import images, network
 from tests.cluster.control_plane import Component, LocalCluster
+from tests.cluster.rest import ApiError
 from tests.e2e import operator_harness as h
 from tests.support import postgres
 from tests.support.django_db import MigratedDatabase
@@ -494,4 +501,139 @@ def api_server_restart(site: Site, tasks: int, down_s: float, timeout: float) ->
             "every task succeeded": accounting.successful == tasks,
         },
         observed={"api_server_down_s": down_s},
+    )
+
+
+# -- a lost node -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def extra_node(cluster: LocalCluster, name: str) -> Iterator[Component]:
+    """One more Node, served by a node agent of its own (the launcher's agent serves every other node) on
+    its own network slot, so that it can be lost alone. Removed (Node object included) on the way out."""
+    lease = network.SlotLease()  # its own bridge and pod subnet: no clash with the other agent's pods
+    config = json.loads((cluster.state_dir / "node-agent.json").read_text())
+    ready_file = cluster.state_dir / f"node-agent-{name}.ready"
+    config.update(nodes=[name], slot=lease.slot.index, ready_file=str(ready_file))
+    config_path = cluster.state_dir / f"node-agent-{name}.json"
+    config_path.write_text(json.dumps(config))
+    agent = Component(
+        f"node-agent-{name}",
+        [sys.executable, "-m", "tests.cluster.node_agent", str(config_path)],
+        cluster.state_dir / "logs",
+        {**os.environ, "PYTHONPATH": str(images.REPO)},
+    )
+    try:
+
+        def agent_ready() -> bool:
+            agent.assert_alive()
+            return ready_file.exists()
+
+        h.wait_until(agent_ready, 60, f"the agent of {name}", 0.5)
+        h.wait_until(lambda: _node_ready(cluster, name), 60, f"node {name} Ready", 0.5)
+        yield agent
+    finally:
+        agent.stop()  # a lost node's agent is dead already; a live one stops its pods
+        with suppress(ApiError):
+            cluster.rest.delete(f"/api/v1/nodes/{name}")
+        lease.release()
+
+
+def _node_ready(cluster: LocalCluster, name: str) -> bool:
+    node = cluster.rest.get(f"/api/v1/nodes/{name}")
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", [])
+    )
+
+
+def _lose_node(agent: Component) -> None:
+    """The node is gone: its agent (the kubelet) and every pod process SIGKILLed at once. The agent's children
+    are the pods' container shims (each in a session of its own, so they would outlive it); a container dies
+    with its shim (parent-death signal)."""
+    pid = agent.proc.pid
+    shims = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    for process in (pid, *shims):
+        os.kill(process, signal.SIGKILL)
+    agent.proc.wait()
+
+
+def _cordon(cluster: LocalCluster, name: str, unschedulable: bool) -> None:
+    cluster.rest.patch(f"/api/v1/nodes/{name}", {"spec": {"unschedulable": unschedulable}})
+
+
+def node_lost(
+    site: Site, pods: int, action: str, task_s: float, node_lost_timeout_s: int, timeout: float
+) -> ScenarioResult:
+    """Every worker pod of the pool runs on one node, each in the middle of a task, when that node is lost
+    (its agent and its pods' processes SIGKILLed). Kubernetes marks the node not ready after the
+    controller-manager's --node-monitor-grace-period, evicts the pods after the pool's
+    worker.nodeLostTimeout; the orphan action then decides what becomes of their tasks. Measures each step
+    from the loss. If the tasks are not recovered within `timeout`, the Node object is deleted (what a cloud
+    provider's node controller does for a deleted VM) and the recovery after that is measured too."""
+    pool = "nodelost"
+    lost = "node-lost"
+    others = list(site.cluster.node_names)
+    with extra_node(site.cluster, lost) as agent:
+        for name in others:  # the pool's pods all land on the node about to be lost
+            _cordon(site.cluster, name, True)
+        try:
+            _create_pool(
+                site,
+                pool,
+                scaling={"minReplicas": pods, "maxReplicas": pods, "pollInterval": "1s"},
+                orphans={"action": action, "gracePeriod": ORPHAN_GRACE},
+                worker={
+                    "interval": "200ms",
+                    "nodeLostTimeout": f"{node_lost_timeout_s}s",
+                    **QUICK_SHUTDOWN,
+                },
+            )
+            _wait_ready_pods(site, pool, pods, timeout)
+        finally:
+            for name in others:
+                _cordon(site.cluster, name, False)
+        tracked = TrackedTasks(site.database)
+        tracked.enqueue("slow", count=pods, duration=task_s, queue="default")
+        h.wait_until(lambda: _running(tracked) == pods, timeout, f"{pods} running tasks", 0.5)
+        fault = time.monotonic()
+        _lose_node(agent)
+        observed: dict[str, Any] = {"node_lost_timeout_s": node_lost_timeout_s, "pods": pods}
+        h.wait_until(lambda: not _node_ready(site.cluster, lost), timeout, f"{lost} not Ready", 1)
+        observed["node_not_ready_after_s"] = round(time.monotonic() - fault, 1)
+        h.wait_until(
+            lambda: all(
+                p["metadata"].get("deletionTimestamp")
+                for p in _pods(site, pool)
+                if p["spec"].get("nodeName") == lost
+            ),
+            timeout,
+            "the lost node's pods evicted",
+            1,
+        )
+        observed["pods_evicted_after_s"] = round(time.monotonic() - fault, 1)
+        try:
+            settle_s: float | None = tracked.wait_settled(timeout, since=fault)
+        except AssertionError as exc:
+            settle_s = None
+            observed["not_recovered"] = str(exc)
+            observed["left_running_while_node_object_existed"] = tracked.statuses().get("RUNNING", 0)
+            deleted = time.monotonic()
+            site.cluster.rest.delete(f"/api/v1/nodes/{lost}")
+            observed["settle_after_node_object_deleted_s"] = round(
+                tracked.wait_settled(timeout, since=deleted), 1
+            )
+    accounting = tracked.account()
+    observed["settle_after_node_lost_s"] = None if settle_s is None else round(settle_s, 1)
+    return ScenarioResult(
+        f"node_lost_{action.lower()}",
+        accounting,
+        time.monotonic() - fault,
+        expected_failures=frozenset({WORKER_LOST}) if action == "Fail" else frozenset(),
+        requeue=action == "Requeue",
+        checks={"tasks recovered while the lost Node object still existed": settle_s is not None},
+        observed=observed,
     )
