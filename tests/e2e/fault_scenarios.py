@@ -397,6 +397,13 @@ def operator_killed_mid_scale(
     h.wait_until(
         lambda: h.spec_replicas(site.cluster, site.namespace, deployment) == 0, 120, "the scale back to 0", 1
     )
+    # The status is written right after the replicas.
+    h.wait_until(
+        lambda: h.get_pool(site.cluster, site.namespace, pool).get("status", {}).get("desiredReplicas") == 0,
+        60,
+        "status.desiredReplicas 0",
+        1,
+    )
     body = h.get_pool(site.cluster, site.namespace, pool)
     status = body.get("status", {})
     types = [c["type"] for c in status.get("conditions", [])]
@@ -420,7 +427,6 @@ def operator_killed_mid_scale(
             "Ready and DatabaseReachable reported": {"Ready", "DatabaseReachable"} <= set(types),
             "status for the current generation": status.get("observedGeneration")
             == body["metadata"]["generation"],
-            "desiredReplicas 0 at the end": status.get("desiredReplicas") == 0,
             "every task succeeded": accounting.successful == len(tracked.ids),
         },
         observed={"operator_kills": kills, "max_replicas": max_replicas},
