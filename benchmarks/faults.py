@@ -69,10 +69,10 @@ SCENARIOS: dict[str, Scenario] = {
         timeout=NODE_LOST_BOUND_S,
     ),
     "random_pod_deletions_baseline": lambda site: faults.random_pod_deletions(
-        site, tasks=LOAD_TASKS, pods=LOAD_PODS, seed=SEED, every_s=None, timeout=TIMEOUT_S
+        site, tasks=LOAD_TASKS, task_s=0.25, pods=LOAD_PODS, seed=SEED, every_s=None, timeout=TIMEOUT_S
     ),
     "random_pod_deletions": lambda site: faults.random_pod_deletions(
-        site, tasks=LOAD_TASKS, pods=LOAD_PODS, seed=SEED, every_s=(3, 8), timeout=TIMEOUT_S
+        site, tasks=LOAD_TASKS, task_s=0.25, pods=LOAD_PODS, seed=SEED, every_s=(3, 8), timeout=TIMEOUT_S
     ),
 }
 
