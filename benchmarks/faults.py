@@ -30,12 +30,14 @@ from tests.e2e import fault_scenarios as faults
 from tests.e2e import operator_harness as h
 from tests.support import django_db, postgres
 
-TIMEOUT_S = 1800.0  # a wait, not a goal: the machine is shared
+TIMEOUT_S = 900.0  # a wait, not a goal: the machine is shared
 SEED = 20261201
 PODS = 5 if QUICK else 20
 LOAD_TASKS = 300 if QUICK else 2000
 LOAD_PODS = 4
 OUTAGE_S = 20.0 if QUICK else 60.0
+# Tasks caught by the outage may never finish (a known worker-runtime bug): how long to wait for them.
+OUTAGE_SETTLE_BOUND_S = 240.0
 NODE_LOST_TIMEOUT_S = 30  # spec.worker.nodeLostTimeout's default
 # How long the lost node's tasks may take to be recovered before the benchmark stops waiting (and deletes the
 # Node object): the controller-manager's default --node-monitor-grace-period (50 s) + nodeLostTimeout + the
@@ -52,7 +54,7 @@ SCENARIOS: dict[str, Scenario] = {
         site, pods=PODS, action="Requeue", task_s=30, timeout=TIMEOUT_S
     ),
     "database_outage": lambda site: faults.database_outage(
-        site, tasks=100 if QUICK else 300, outage_s=OUTAGE_S, timeout=TIMEOUT_S
+        site, tasks=100 if QUICK else 300, outage_s=OUTAGE_S, timeout=OUTAGE_SETTLE_BOUND_S
     ),
     "operator_killed_mid_scale": lambda site: faults.operator_killed_mid_scale(
         site, kills=5, max_replicas=4, seed=SEED, timeout=TIMEOUT_S
