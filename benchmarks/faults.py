@@ -37,7 +37,7 @@ LOAD_TASKS = 300 if QUICK else 2000
 LOAD_PODS = 4
 OUTAGE_S = 20.0 if QUICK else 60.0
 # Tasks caught by the outage may never finish (a known worker-runtime bug): how long to wait for them.
-OUTAGE_SETTLE_BOUND_S = 240.0
+OUTAGE_SETTLE_BOUND_S = 120.0
 NODE_LOST_TIMEOUT_S = 30  # spec.worker.nodeLostTimeout's default
 # How long the lost node's tasks may take to be recovered before the benchmark stops waiting (and deletes the
 # Node object): the controller-manager's default --node-monitor-grace-period (50 s) + nodeLostTimeout + the

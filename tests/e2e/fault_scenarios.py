@@ -11,6 +11,7 @@ promise; tests assert it is empty, the benchmark records it.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,6 +444,25 @@ def operator_killed_mid_scale(
     )
 
 
+def _now_micro() -> str:
+    """Now as a Lease's renewTime (RFC 3339, microseconds, UTC): such strings compare in time order."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _leases_renewed_since(cluster: LocalCluster, since: str) -> bool:
+    leases = cluster.rest.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")["items"]
+    renewed = {lease["metadata"]["name"] for lease in leases if lease["spec"].get("renewTime", "") > since}
+    return set(cluster.node_names) <= renewed
+
+
+def _wait_quietly(check: Callable[[], bool], timeout: float) -> bool:
+    """Whether `check` came true within `timeout` seconds (a promise to record, not a wait to fail)."""
+    try:
+        return bool(h.wait_until(check, timeout, "a check", 1))
+    except AssertionError:
+        return False
+
+
 def _restart_api_server(cluster: LocalCluster, down_s: float) -> None:
     """Stops kube-apiserver (SIGTERM), waits `down_s` seconds and starts it again with the same flags."""
     index = next(i for i, c in enumerate(cluster.components) if c.name == "kube-apiserver")
@@ -482,6 +502,7 @@ def api_server_restart(site: Site, tasks: int, down_s: float, timeout: float) ->
     pid = site.operator.pid
     fault = time.monotonic()
     _restart_api_server(site.cluster, down_s)
+    restarted_at = _now_micro()
     # A pool edit reaches the Deployment only through the operator's pool watch ...
     site.cluster.rest.patch(
         h.pools_path(site.namespace, pool), {"spec": {"scaling": {"minReplicas": 2, "maxReplicas": 2}}}
@@ -507,6 +528,8 @@ def api_server_restart(site: Site, tasks: int, down_s: float, timeout: float) ->
     settle_s = _settle(tracked, timeout, since=fault)
     accounting = tracked.account()
     assert site.operator.current is not None
+    # The nodes' agents renew their Leases again (else the nodes go NotReady and their pods are evicted).
+    leases_renewed = _wait_quietly(lambda: _leases_renewed_since(site.cluster, restarted_at), 60)
     return ScenarioResult(
         "api_server_restart",
         accounting,
@@ -515,6 +538,7 @@ def api_server_restart(site: Site, tasks: int, down_s: float, timeout: float) ->
             "operator never restarted": site.operator.pid == pid
             and site.operator.current.process.poll() is None,
             "every task succeeded": accounting.successful == tasks,
+            "node Leases renewed after the restart": leases_renewed,
         },
         observed={"api_server_down_s": down_s},
     )
