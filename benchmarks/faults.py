@@ -53,14 +53,14 @@ SCENARIOS: dict[str, Scenario] = {
     "force_deleted_pods_requeue": lambda site: faults.force_deleted_pods(
         site, pods=PODS, action="Requeue", task_s=30, timeout=TIMEOUT_S
     ),
-    "database_outage": lambda site: faults.database_outage(
-        site, tasks=100 if QUICK else 300, outage_s=OUTAGE_S, timeout=OUTAGE_SETTLE_BOUND_S
-    ),
     "operator_killed_mid_scale": lambda site: faults.operator_killed_mid_scale(
         site, kills=5, max_replicas=4, seed=SEED, timeout=TIMEOUT_S
     ),
     "api_server_restart": lambda site: faults.api_server_restart(
         site, tasks=60, down_s=10, timeout=TIMEOUT_S
+    ),
+    "database_outage": lambda site: faults.database_outage(
+        site, tasks=100 if QUICK else 300, outage_s=OUTAGE_S, timeout=OUTAGE_SETTLE_BOUND_S
     ),
     "node_lost_fail": lambda site: faults.node_lost(
         site,
@@ -102,6 +102,32 @@ def run_one(
     return figures
 
 
+def write(results: dict[str, dict[str, Any]]) -> None:
+    """benchmarks/results/faults.json with the scenarios run so far (written after each, so that a run cut
+    short still leaves its figures; `complete` says whether every scenario ran)."""
+    baseline = results.get("random_pod_deletions_baseline", {}).get("settle_s")
+    faulted = results.get("random_pod_deletions", {}).get("settle_s")
+    write_result(
+        "faults",
+        {
+            "benchmark": "faults",
+            "what": (
+                "task accounting and seconds to settle per fault scenario (real control plane, operator, "
+                "worker pods, PostgreSQL); machine shared with other jobs"
+            ),
+            "scenarios": results,
+            "complete": set(results) == set(SCENARIOS),
+            "random_deletions_settle_over_baseline": (
+                round(faulted / baseline, 2) if baseline and faulted else None
+            ),
+            "goal": "every scenario: no task lost, left READY/RUNNING, failed unexpectedly or run twice "
+            "(unless Requeue), and its own checks kept",
+            "goal_met": set(results) == set(SCENARIOS)
+            and all(not r.get("problems") for r in results.values()),
+        },
+    )
+
+
 def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     with postgres.postgres_server() as admin_dsn:
@@ -112,27 +138,9 @@ def main() -> None:
                 h.install_crd(cluster)
                 for name, scenario in SCENARIOS.items():
                     results[name] = run_one(cluster, admin_dsn, template, name, scenario)
+                    write(results)
         finally:
             postgres.drop_database(admin_dsn, template)
-    baseline = results["random_pod_deletions_baseline"].get("settle_s")
-    faulted = results["random_pod_deletions"].get("settle_s")
-    write_result(
-        "faults",
-        {
-            "benchmark": "faults",
-            "what": (
-                "task accounting and seconds to settle per fault scenario (real control plane, operator, "
-                "worker pods, PostgreSQL); machine shared with other jobs"
-            ),
-            "scenarios": results,
-            "random_deletions_settle_over_baseline": (
-                round(faulted / baseline, 2) if baseline and faulted else None
-            ),
-            "goal": "every scenario: no task lost, left READY/RUNNING, failed unexpectedly or run twice "
-            "(unless Requeue), and its own checks kept",
-            "goal_met": all(not r.get("problems") for r in results.values()),
-        },
-    )
 
 
 if __name__ == "__main__":
