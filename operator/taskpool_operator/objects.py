@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,9 @@ POOL_LABEL = "taskpool.dev/pool"
 # Deletion costs: busy pods are removed last, idle pods first (the ReplicaSet removes the lowest cost first).
 BUSY_POD_COST = 1000
 IDLE_POD_COST = -1000
+# The taints the node lifecycle controller puts on a node that stopped answering; worker pods tolerate them
+# for spec.worker.nodeLostTimeout instead of Kubernetes' default 300 s (DefaultTolerationSeconds admission).
+NODE_LOST_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 
 
 def deployment_name(pool_name: str) -> str:
@@ -147,6 +151,20 @@ def build_worker_container(pool: Pool) -> dict[str, Any]:
     return container
 
 
+def build_worker_tolerations(pool: Pool) -> list[dict[str, Any]]:
+    """worker.tolerations, plus NoExecute tolerations of a lost node for worker.nodeLostTimeout (rounded up
+    to whole seconds) for each lost-node taint the user's own tolerations do not mention."""
+    own = [copy.deepcopy(dict(t)) for t in pool.worker.get("tolerations") or []]
+    mentioned = {t.get("key") for t in own}
+    seconds = math.ceil(parse_duration(pool.worker["nodeLostTimeout"]))
+    lost = [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+        for key in NODE_LOST_TAINTS
+        if key not in mentioned
+    ]
+    return own + lost
+
+
 def build_worker_pod_template(pool: Pool) -> dict[str, Any]:
     worker = pool.worker
     annotations = {
@@ -163,12 +181,12 @@ def build_worker_pod_template(pool: Pool) -> dict[str, Any]:
         "volumes": [{"name": "tmp", "emptyDir": {}}],
         "enableServiceLinks": False,
         "automountServiceAccountToken": bool(worker["automountServiceAccountToken"]),
+        "tolerations": build_worker_tolerations(pool),
     }
     optional = {
         "serviceAccountName": worker.get("serviceAccountName"),
         "priorityClassName": worker.get("priorityClassName"),
         "nodeSelector": worker.get("nodeSelector"),
-        "tolerations": worker.get("tolerations"),
         "affinity": worker.get("affinity"),
         "topologySpreadConstraints": worker.get("topologySpreadConstraints"),
         "imagePullSecrets": worker.get("imagePullSecrets"),

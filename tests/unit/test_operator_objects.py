@@ -181,9 +181,28 @@ def test_replicas_are_the_callers_decision() -> None:
 
 def test_optional_pod_fields_are_omitted_when_unset() -> None:
     pod = objects.build_worker_pod_template(Pool.from_body(body()))["spec"]
-    for field in ("nodeSelector", "tolerations", "affinity", "serviceAccountName", "imagePullSecrets"):
+    for field in ("nodeSelector", "affinity", "serviceAccountName", "imagePullSecrets"):
         assert field not in pod
     assert "resources" not in pod["containers"][0]
+
+
+def test_worker_pods_leave_a_lost_node_after_node_lost_timeout() -> None:
+    lost = [
+        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+        for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+    ]
+    default = objects.build_worker_pod_template(Pool.from_body(body()))["spec"]["tolerations"]
+    assert default == lost
+    batch = {"key": "batch", "operator": "Exists", "effect": "NoSchedule"}
+    custom = Pool.from_body(body(worker={"nodeLostTimeout": "1m30.5s", "tolerations": [batch]}))
+    assert objects.build_worker_pod_template(custom)["spec"]["tolerations"] == [
+        batch,
+        *({**t, "tolerationSeconds": 91} for t in lost),
+    ]
+    # The user's own toleration of a lost-node taint wins (here: stay forever on an unreachable node).
+    stay = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}
+    pinned = Pool.from_body(body(worker={"tolerations": [stay]}))
+    assert objects.build_worker_pod_template(pinned)["spec"]["tolerations"] == [stay, lost[1]]
 
 
 def test_pod_deletion_cost_puts_idle_pods_first() -> None:
