@@ -255,12 +255,16 @@ class LocalCluster:
         started = time.monotonic()
         for sub in ("logs", "pods", "etcd"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
-        for needed in images.FILES_PODS_READ:
+        # Extra images may run binaries from elsewhere (KEDA's, built into $TASKPOOL_CACHE): they too.
+        extra_binaries = [
+            Path(e.entrypoint[0]) for e in extra_images if e.entrypoint and e.entrypoint[0].startswith("/")
+        ]
+        for needed in (*images.FILES_PODS_READ, *extra_binaries):
             for folder in _made_traversable(needed):
                 log(f"cluster: made {folder} traversable by other users (o+x): non-root pods read {needed}")
         # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while
         # its cluster gets the same network slot, and gets new ones (and a new kubeconfig) otherwise.
-        if not self.pki.serving_cert.exists() or not self._serving_cert_matches():
+        if not self.pki.complete() or not self._serving_cert_matches():
             pki.create(
                 self.pki.folder,
                 server_ips=[self.api_host, "127.0.0.1", "10.96.0.1"],
@@ -318,6 +322,18 @@ class LocalCluster:
                     "--allow-privileged=true",  # so that Pod Security admission, not this flag, decides
                     "--profiling=false",
                     "--kubelet-preferred-address-types=InternalIP",  # for `kubectl logs` (log_server.py)
+                    # The aggregation layer (APIService objects, e.g. KEDA's external metrics): the API server
+                    # proxies to extension API servers with the front-proxy client certificate, and they
+                    # trust the X-Remote-* headers of that identity only (kubeadm's flags).
+                    f"--requestheader-client-ca-file={self.pki.front_proxy_ca_cert}",
+                    f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={self.pki.front_proxy_client_cert}",
+                    f"--proxy-client-key-file={self.pki.front_proxy_client_key}",
+                    # No kube-proxy routes Service IPs: the aggregator dials the Service's endpoint (pod) IPs.
+                    "--enable-aggregator-routing=true",
                 ],
                 logs,
             )
