@@ -6,7 +6,7 @@ manifests are KEDA's own install (`config/default` of the same module version, r
 changed only where this cluster differs from a real one:
 
 - images map to the built binaries (`extra_images()`, pass them to `LocalCluster.start`), running as the
-  images' USER 65532;
+  images' USER 65532, and the containers' `command` (/keda, /keda-adapter in the images) names them;
 - certificates are given rather than self-generated (`--enable-cert-rotation=false`, one of KEDA's two
   documented modes): the cluster CA issues `kedaorg-certs`, and the APIService's caBundle is that CA;
 - no cluster DNS: the adapter dials the operator's gRPC metrics service at the operator pod's IP, with the
@@ -140,6 +140,10 @@ def install(cluster: LocalCluster, timeout: float = 180) -> None:
     operator = by_name[("Deployment", "keda-operator")]
     adapter = by_name[("Deployment", "keda-metrics-apiserver")]
     apiservice = by_name[("APIService", APISERVICE)]
+    folder = require()
+    # The manifests name the binaries' paths in the images (/keda, /keda-adapter); pods run host files.
+    _container(operator)["command"] = [str(folder / "keda-operator")]
+    _container(adapter)["command"] = [str(folder / "keda-adapter")]
     _container(operator)["image"] = f"{OPERATOR_IMAGE}:{tag}"
     _container(operator)["args"] = [
         "--enable-cert-rotation=false" if a.startswith("--enable-cert-rotation") else a
