@@ -293,7 +293,7 @@ def measure(cluster: LocalCluster, namespace: str, db: Database) -> dict[str, An
         "back_to_zero_s": sampler.first(burst_at, lambda s: s["finished"] >= BURST and s["replicas"] == 0),
         "back_to_zero_cap_s": ZERO_CAP_S,
         "busy_pods_deleted": sum(sampler.deleting.values()),
-        "pods_deleted": len(sampler.deleting),
+        "pods_seen_terminating": len(sampler.deleting),
         "tasks_by_status": {str(k): int(v) for k, v in counts.items()},
         "statements_per_min_idle": round(idle / (IDLE_S / 60), 1),
         "statements_per_min_under_load": round(under_load / load_minutes, 1),
