@@ -109,7 +109,9 @@ def _apply(cluster: LocalCluster, docs: list[dict[str, Any]]) -> None:
         yaml.safe_dump_all(docs, file)
         file.flush()
         # Server-side: KEDA's CRDs exceed the client-side last-applied annotation's size limit.
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", file.name)
+        applied = cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", file.name, check=False)
+    if applied.returncode != 0:
+        raise RuntimeError(f"kubectl apply of KEDA's manifests failed: {applied.stderr.strip()}")
 
 
 def _certificate_secret(cluster: LocalCluster) -> dict[str, Any]:
