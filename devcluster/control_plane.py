@@ -49,14 +49,17 @@ STOP_TIMEOUT_S = 20.0
 
 
 def _made_traversable(path: Path) -> list[Path]:
-    """Adds o+x (enter, not list) to the folders above `path` that lack it, as an image's folders have it:
-    containers run as non-root users (10001 for our images) and must reach the checkout and the interpreter,
-    e.g. under a 0700 /root. Returns the folders changed."""
+    """Adds g+x and o+x (enter, not list) to the folders above `path` that lack them, as an image's folders
+    have them: containers run as non-root users (10001 for our images) and must reach the checkout and the
+    interpreter, e.g. under a 0700 /root. Group too: a pod with runAsUser but no runAsGroup runs with gid 0,
+    and for a root-owned folder the kernel then checks the group bits, not the others'. Returns the folders
+    changed."""
     changed = []
+    traverse = stat.S_IXGRP | stat.S_IXOTH
     for folder in reversed(path.parents):
         mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        if mode & traverse != traverse:
+            folder.chmod(stat.S_IMODE(mode) | traverse)
             changed.append(folder)
     return changed
 
@@ -261,7 +264,7 @@ class LocalCluster:
         ]
         for needed in (*images.FILES_PODS_READ, *extra_binaries):
             for folder in _made_traversable(needed):
-                log(f"cluster: made {folder} traversable by other users (o+x): non-root pods read {needed}")
+                log(f"cluster: made {folder} traversable (g+x, o+x): non-root pods read {needed}")
         # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while
         # its cluster gets the same network slot, and gets new ones (and a new kubeconfig) otherwise.
         if not self.pki.complete() or not self._serving_cert_matches():
