@@ -49,14 +49,17 @@ STOP_TIMEOUT_S = 20.0
 
 
 def _made_traversable(path: Path) -> list[Path]:
-    """Adds o+x (enter, not list) to the folders above `path` that lack it, as an image's folders have it:
-    containers run as non-root users (10001 for our images) and must reach the checkout and the interpreter,
-    e.g. under a 0700 /root. Returns the folders changed."""
+    """Adds g+x and o+x (enter, not list) to the folders above `path` that lack them, as an image's folders
+    have them: containers run as non-root users (10001 for our images) and must reach the checkout and the
+    interpreter, e.g. under a 0700 /root. Group too: a pod with runAsUser but no runAsGroup runs with gid 0,
+    and for a root-owned folder the kernel then checks the group bits, not the others'. Returns the folders
+    changed."""
     changed = []
+    traverse = stat.S_IXGRP | stat.S_IXOTH
     for folder in reversed(path.parents):
         mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        if mode & traverse != traverse:
+            folder.chmod(stat.S_IMODE(mode) | traverse)
             changed.append(folder)
     return changed
 
@@ -258,12 +261,16 @@ class LocalCluster:
         # Pods run as non-root users and some start in their own folder (images without a working folder): the
         # state folder is entered, not listed, by others (its secrets are 0600 files).
         self.state_dir.chmod(0o711)
-        for needed in [*images.FILES_PODS_READ, self.state_dir]:
+        # Extra images may run binaries from elsewhere (KEDA's, built into $TASKPOOL_CACHE): they too.
+        extra_binaries = [
+            Path(e.entrypoint[0]) for e in extra_images if e.entrypoint and e.entrypoint[0].startswith("/")
+        ]
+        for needed in (*images.FILES_PODS_READ, self.state_dir, *extra_binaries):
             for folder in _made_traversable(needed):
-                log(f"cluster: made {folder} traversable by other users (o+x): non-root pods read {needed}")
+                log(f"cluster: made {folder} traversable (g+x, o+x): non-root pods read {needed}")
         # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while
         # its cluster gets the same network slot, and gets new ones (and a new kubeconfig) otherwise.
-        if not self.pki.serving_cert.exists() or not self._serving_cert_matches():
+        if not self.pki.complete() or not self._serving_cert_matches():
             pki.create(
                 self.pki.folder,
                 server_ips=[self.api_host, "127.0.0.1", "10.96.0.1"],
@@ -321,6 +328,18 @@ class LocalCluster:
                     "--allow-privileged=true",  # so that Pod Security admission, not this flag, decides
                     "--profiling=false",
                     "--kubelet-preferred-address-types=InternalIP",  # for `kubectl logs` (log_server.py)
+                    # The aggregation layer (APIService objects, e.g. KEDA's external metrics): the API server
+                    # proxies to extension API servers with the front-proxy client certificate, and they
+                    # trust the X-Remote-* headers of that identity only (kubeadm's flags).
+                    f"--requestheader-client-ca-file={self.pki.front_proxy_ca_cert}",
+                    f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={self.pki.front_proxy_client_cert}",
+                    f"--proxy-client-key-file={self.pki.front_proxy_client_key}",
+                    # No kube-proxy routes Service IPs: the aggregator dials the Service's endpoint (pod) IPs.
+                    "--enable-aggregator-routing=true",
                 ],
                 logs,
             )

@@ -1,5 +1,7 @@
 """Certificates and keys for the local control plane: one CA, the API server's serving certificate, client
-certificates for each component, and the service-account signing key. Written once per state folder."""
+certificates for each component, the service-account signing key, and the aggregation layer's pair (a
+front-proxy CA and the client certificate the API server presents to extension API servers such as KEDA's
+metrics adapter, as kubeadm sets it up). Written once per state folder."""
 
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ CLIENTS = (
     ("node-agent", "taskpool-node-agent", "system:masters"),
 )
 VALIDITY = datetime.timedelta(days=30)
+# The aggregation layer's proxy identity: extension API servers trust requests carrying X-Remote-User headers
+# only from a client certificate of the front-proxy CA with this common name (--requestheader-allowed-names).
+FRONT_PROXY_CLIENT = "front-proxy-client"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,24 @@ class Pki:
     @property
     def sa_pub(self) -> Path:
         return self.folder / "sa.pub"
+
+    @property
+    def front_proxy_ca_cert(self) -> Path:
+        return self.folder / "front-proxy-ca.crt"
+
+    @property
+    def front_proxy_client_cert(self) -> Path:
+        return self.folder / f"{FRONT_PROXY_CLIENT}.crt"
+
+    @property
+    def front_proxy_client_key(self) -> Path:
+        return self.folder / f"{FRONT_PROXY_CLIENT}.key"
+
+    def complete(self) -> bool:
+        """Every file `create` writes is there (state folders from before the aggregation layer lack some)."""
+        return all(
+            p.exists() for p in (self.ca_cert, self.serving_cert, self.sa_key, self.front_proxy_client_cert)
+        )
 
     def client_cert(self, name: str) -> Path:
         return self.folder / f"{name}.crt"
@@ -87,14 +110,13 @@ def _builder(
     )
 
 
-def create(folder: Path, server_ips: list[str], server_names: list[str]) -> Pki:
-    """Writes a fresh CA, serving and client certificates and the service-account key pair into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pki = Pki(folder)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("taskpool-local-ca")
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key())
+def _write_ca(
+    folder: Path, stem: str, common_name: str
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    cert = (
+        _builder(name, name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -110,29 +132,74 @@ def create(folder: Path, server_ips: list[str], server_names: list[str]) -> Pki:
             ),
             critical=True,
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(key, hashes.SHA256())
     )
-    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    _write_key(folder / "ca.key", ca_key)
+    (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(folder / f"{stem}.key", key)
+    return key, cert
 
-    def issue(
-        stem: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
-    ) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = _builder(subject, ca_name, key.public_key()).add_extension(
-            x509.ExtendedKeyUsage([usage]), critical=False
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(folder / f"{stem}.key", key)
+
+def _issue(
+    folder: Path,
+    stem: str,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+    subject: x509.Name,
+    usages: list[x509.ObjectIdentifier],
+    sans: list[x509.GeneralName] | None = None,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = _builder(subject, ca.subject, key.public_key()).add_extension(
+        x509.ExtendedKeyUsage(usages), critical=False
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    (folder / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(folder / f"{stem}.key", key)
+
+
+def issue_service_cert(pki: Pki, stem: str, dns_names: list[str]) -> tuple[Path, Path]:
+    """A certificate of the cluster CA for an in-cluster server that is also a client of its peers (KEDA's
+    operator and metrics adapter share one for the adapter's HTTPS and their mutual-TLS gRPC): server and
+    client usage, the Service's DNS names as SANs. Returns (certificate, key) paths in the PKI folder."""
+    ca_key = serialization.load_pem_private_key((pki.folder / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    _issue(pki.folder, stem, ca_key, ca, _name(dns_names[0]), usages, sans)
+    return pki.client_cert(stem), pki.client_key(stem)
+
+
+def create(folder: Path, server_ips: list[str], server_names: list[str]) -> Pki:
+    """Writes a fresh CA, serving and client certificates and the service-account key pair into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pki = Pki(folder)
+    ca_key, ca = _write_ca(folder, "ca", "taskpool-local-ca")
+    for stem, common_name, organisation in CLIENTS:
+        _issue(folder, stem, ca_key, ca, _name(common_name, organisation), [ExtendedKeyUsageOID.CLIENT_AUTH])
+    proxy_ca_key, proxy_ca = _write_ca(folder, "front-proxy-ca", "taskpool-front-proxy-ca")
+    _issue(
+        folder,
+        FRONT_PROXY_CLIENT,
+        proxy_ca_key,
+        proxy_ca,
+        _name(FRONT_PROXY_CLIENT),
+        [ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
 
     server_sans: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
     server_sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
-    issue("apiserver", _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, server_sans)
-    for stem, common_name, organisation in CLIENTS:
-        issue(stem, _name(common_name, organisation), ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    _issue(
+        folder,
+        "apiserver",
+        ca_key,
+        ca,
+        _name("kube-apiserver"),
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        server_sans,
+    )
 
     # Service-account tokens are signed with RSA (RS256), as the API server's default expects.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

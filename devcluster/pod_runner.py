@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 SHIM = Path(__file__).with_name("pod_shim.py")
 TICK_S = 0.2
 START_RETRY_S = 2.0
+# The kubelet's HTTPS probes skip certificate verification (k8s.io/kubernetes/pkg/probe/http).
+_UNVERIFIED_TLS = ssl.create_default_context()
+_UNVERIFIED_TLS.check_hostname = False
+_UNVERIFIED_TLS.verify_mode = ssl.CERT_NONE
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -481,12 +486,13 @@ class PodRunner(threading.Thread):
             if "httpGet" in spec:
                 get = spec["httpGet"]
                 host, port = get.get("host") or self.pod_ip, self._port(get["port"], container)
-                conn_cls = (
-                    http.client.HTTPSConnection
-                    if get.get("scheme") == "HTTPS"
-                    else http.client.HTTPConnection
-                )
-                conn = conn_cls(host, port, timeout=timeout)
+                conn: http.client.HTTPConnection
+                if get.get("scheme") == "HTTPS":
+                    # Like the kubelet, an HTTPS probe does not verify the certificate (pods serve
+                    # self-signed or cluster-CA ones the node cannot know).
+                    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_UNVERIFIED_TLS)
+                else:
+                    conn = http.client.HTTPConnection(host, port, timeout=timeout)
                 try:
                     headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
                     conn.request(

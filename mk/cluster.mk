@@ -21,3 +21,15 @@ cluster-down: venv
 
 test-cluster: venv k8s-binaries
 	$(PY) -m pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
+
+# KEDA beside our operator (benchmarks/keda.py, devcluster/keda.py): only the benchmark needs it, not CI.
+#   make keda-binaries  build KEDA's operator and metrics adapter from devcluster/kedabuild/go.mod into
+#                       $(TASKPOOL_CACHE)/keda (once; niced, one package at a time: tens of minutes cold)
+#   make bench-keda     TaskWorkerPool vs KEDA's postgresql scaler on one cluster (QUICK=1 shortens)
+.PHONY: keda-binaries bench-keda
+
+keda-binaries:
+	devcluster/kedabuild/build.sh >/dev/null
+
+bench-keda: venv k8s-binaries keda-binaries
+	$(if $(QUICK),QUICK=$(QUICK)) flock /tmp/taskpool-e2e.lock $(PY) -m benchmarks.keda

@@ -4,6 +4,7 @@ credentials in pods, the kubelet's restart and termination behaviour, and a clea
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devcluster import network
+from devcluster import network, pki
 from devcluster.control_plane import LocalCluster
 from devcluster.rest import ApiError, Rest
 from devdb import demo_project
@@ -325,6 +326,111 @@ def test_pod_reaches_the_api_with_in_cluster_credentials(cluster: LocalCluster, 
     assert f"in-cluster read incluster {phase['podIP']}" in log
     # kubectl logs works too: the API server proxies to the node agent's log endpoint
     assert cluster.kubectl("-n", namespace, "logs", "incluster").stdout == log
+
+
+# An extension API server: HTTPS with a client certificate required from the front-proxy CA, answering
+# discovery and echoing who the aggregator says the caller is (X-Remote-User) and who proxied (its CN).
+EXTENSION_SERVER = """
+import http.server, json, ssl
+GV = "agg.test.example/v1"
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/apis/" + GV + "/whoami"):
+            subject = dict(item[0] for item in self.connection.getpeercert()["subject"])
+            body = {"user": self.headers.get("X-Remote-User"), "proxy": subject["commonName"]}
+        elif self.path.startswith("/apis/" + GV):
+            body = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GV, "resources": []}
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile="/front-proxy/ca.crt")
+context.verify_mode = ssl.CERT_REQUIRED
+context.load_cert_chain("/certs/tls.crt", "/certs/tls.key")
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), Handler)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def test_aggregation_layer_proxies_to_an_extension_api_server_pod(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """The API server reaches an APIService's pod by its endpoint IP (no kube-proxy) and presents the
+    front-proxy identity with the caller's name, as the aggregation layer does for KEDA's metrics adapter."""
+    rest = cluster.rest
+    cert, key = pki.issue_service_cert(cluster.pki, f"agg-{namespace}", [f"agg.{namespace}.svc"])
+    rest.create(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "metadata": {"name": "agg-certs"},
+            "stringData": {"tls.crt": cert.read_text(), "tls.key": key.read_text()},
+        },
+    )
+    rest.create(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {
+            "metadata": {"name": "front-proxy"},
+            "data": {"ca.crt": cluster.pki.front_proxy_ca_cert.read_text()},
+        },
+    )
+    spec = {
+        "volumes": [
+            {"name": "certs", "secret": {"secretName": "agg-certs"}},
+            {"name": "front-proxy", "configMap": {"name": "front-proxy"}},
+        ],
+        "containers": [
+            container(
+                "server",
+                EXTENSION_SERVER,
+                volumeMounts=[
+                    {"name": "certs", "mountPath": "/certs"},
+                    {"name": "front-proxy", "mountPath": "/front-proxy"},
+                ],
+            )
+        ],
+    }
+    rest.create(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment("agg", 1, spec))
+    rest.create(
+        f"/api/v1/namespaces/{namespace}/services",
+        {
+            "metadata": {"name": "agg"},
+            "spec": {"selector": {"app": "agg"}, "ports": [{"port": 443, "targetPort": 8443}]},
+        },
+    )
+    apiservice = "/apis/apiregistration.k8s.io/v1/apiservices/v1.agg.test.example"
+    rest.create(
+        "/apis/apiregistration.k8s.io/v1/apiservices",
+        {
+            "metadata": {"name": "v1.agg.test.example"},
+            "spec": {
+                "group": "agg.test.example",
+                "version": "v1",
+                "service": {"name": "agg", "namespace": namespace, "port": 443},
+                "caBundle": base64.b64encode(cluster.pki.ca_cert.read_bytes()).decode(),
+                "groupPriorityMinimum": 1000,
+                "versionPriority": 15,
+            },
+        },
+    )
+    try:
+
+        def available() -> bool:
+            conditions = rest.get(apiservice).get("status", {}).get("conditions") or []
+            return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+        wait_until("the APIService to be Available", available, timeout=120)
+        answer = rest.get("/apis/agg.test.example/v1/whoami")
+        assert answer == {"user": "taskpool-admin", "proxy": pki.FRONT_PROXY_CLIENT}
+    finally:
+        rest.delete(apiservice)
 
 
 def test_crashing_container_restarts_and_unmapped_image_fails_to_pull(
