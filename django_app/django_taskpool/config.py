@@ -20,6 +20,7 @@ class LoopOptions:
     log_format: str
     verbosity: int
     time_limit: float | None = None  # the hard limit of tasks that set none (`--time-limit`)
+    notify: bool = False  # `--notify`: LISTEN for READY rows instead of only polling
 
 
 @dataclass(frozen=True)

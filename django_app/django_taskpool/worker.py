@@ -12,12 +12,15 @@ The claim logic is upstream's, untouched. This subclass only
 - applies the task's time limits (django_taskpool.time_limits): the hard deadline goes into the heartbeat for
   the supervisor to enforce, the soft one arms an alarm for the duration of the task. A task without limits
   arms nothing.
+- with `--notify`, ends its idle sleep when a task becomes READY (django_taskpool.wakeup): upstream's loop
+  gets `interval=0` and the wait happens in `running`'s read before that zero sleep, bounded by the interval.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import sys
 import time
@@ -32,9 +35,11 @@ from prometheus_client import Gauge
 
 from django_taskpool import logs
 from django_taskpool.config import WorkerConfig
+from django_taskpool.database import database_alias
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
 from django_taskpool.time_limits import SoftTimeLimitAlarm, TimeLimits, configured_limits, resolve
+from django_taskpool.wakeup import ReadyListener
 
 logger = logging.getLogger("django_taskpool")
 
@@ -47,6 +52,7 @@ class TaskpoolWorker(Worker):
         heartbeat: Heartbeat,
         metrics: TaskMetrics,
         default_time_limit: float | None,
+        listener: ReadyListener | None = None,
         **kwargs: Any,
     ) -> None:
         self._heartbeat = heartbeat
@@ -63,7 +69,21 @@ class TaskpoolWorker(Worker):
         self._running = True
         self._poll_gauge_set_at = 0.0
         self._in_progress: dict[tuple[str, str], Gauge] = {}
+        self._listener = listener
+        self._idle_wait = float(kwargs["interval"])
+        self._ran_task = False  # in this turn of the loop
+        if listener is not None:
+            kwargs["interval"] = 0.0  # the wait happens in `running`, ended early by a notification
         super().__init__(**kwargs)
+
+    def run(self) -> None:
+        if self._listener is not None and self.startup_delay:
+            time.sleep(random.random())  # noqa: S311 - upstream's thundering-herd delay, skipped at interval 0
+        try:
+            super().run()
+        finally:
+            if self._listener is not None:
+                self._listener.close()
 
     @property
     def running(self) -> bool:
@@ -77,6 +97,10 @@ class TaskpoolWorker(Worker):
         if os.getppid() != self._parent_pid and self._running:
             logger.warning("supervisor %s is gone: stopping after the current turn", self._parent_pid)
             self._running = False
+        if not self._between_turns:
+            self._ran_task = False
+        elif self._listener is not None and self._running and not self._ran_task:
+            self._listener.wait(self._idle_wait)  # upstream's sleep of this turn, ended by a notification
         return self._running
 
     @running.setter
@@ -94,6 +118,7 @@ class TaskpoolWorker(Worker):
             sys.exit(0)
 
     def run_task(self, db_task_result: DBTaskResult[..., Any]) -> None:
+        self._ran_task = True
         limits = self._limits_of(db_task_result.task_path)
         self._heartbeat.busy(time.time(), time.monotonic() + limits.hard if limits.hard else 0.0)
         if limits.soft:
@@ -139,7 +164,15 @@ def run_worker(config: WorkerConfig) -> int:
     heartbeat.reset(time.time())
     metrics = TaskMetrics()
     connect_receivers(metrics)
+    listener = (
+        ReadyListener(
+            database_alias(), options.backend_name, options.queue_names, options.excluded_queue_names
+        )
+        if options.notify
+        else None
+    )
     worker = TaskpoolWorker(
+        listener=listener,
         index=config.index,
         heartbeat=heartbeat,
         metrics=metrics,

@@ -84,6 +84,12 @@ class Command(BaseCommand):
         )
         loop.add_argument("--batch", action="store_true", help="Exit once no task is ready.")
         loop.add_argument(
+            "--notify",
+            action="store_true",
+            help="Also LISTEN for tasks becoming READY (the django_taskpool trigger) and end the idle sleep "
+            "at once; --interval stays the longest wait. Not behind a transaction-pooling PgBouncer.",
+        )
+        loop.add_argument(
             "--backend",
             dest="backend_name",
             default=DEFAULT_TASK_BACKEND_ALIAS,
@@ -197,6 +203,7 @@ class Command(BaseCommand):
             log_format=options["log_format"],
             verbosity=options["verbosity"],
             time_limit=options["time_limit"],
+            notify=options["notify"],
         )
         with runtime_directories() as (metrics_dir, heartbeat_dir):
             supervisor = Supervisor(
