@@ -52,18 +52,20 @@ class ReadyListener:
         if connection is None:
             time.sleep(timeout)
             return False
+        woken = False
         try:
-            while (left := deadline - time.monotonic()) > 0:
+            while not woken and (left := deadline - time.monotonic()) > 0:
+                # Exhausted, never left early: the generator holds the connection's lock until it ends.
                 for notify in connection.notifies(timeout=left, stop_after=1):
-                    if self._wanted(notify.payload):
-                        self._drain(connection)
-                        return True
+                    woken = woken or self._wanted(notify.payload)
+            if woken:
+                self._drain(connection)
         except psycopg.Error as exc:
             logger.warning("lost the LISTEN connection (%s): polling until it is back", _first_line(exc))
             self.close()
             self._retry_at = deadline
             time.sleep(max(0.0, deadline - time.monotonic()))
-        return False
+        return woken
 
     def close(self) -> None:
         if self._connection is not None:
@@ -74,8 +76,9 @@ class ReadyListener:
         return queue not in self._excluded and (self._queues is None or queue in self._queues)
 
     def _drain(self, connection: psycopg.Connection[tuple[object, ...]]) -> None:
-        """Consumes notifications already received, so the next idle wait starts clean."""
-        for _ in connection.notifies(timeout=0):
+        """Consumes notifications already received, so the next idle wait starts clean (psycopg's
+        `timeout=0` means no timeout: a millisecond is the shortest wait)."""
+        for _ in connection.notifies(timeout=0.001):
             pass
 
     def _connect(self) -> psycopg.Connection[tuple[object, ...]] | None:
