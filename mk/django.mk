@@ -11,3 +11,10 @@ bench-worker_overhead: venv
 
 bench-worker_concurrency: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.worker_concurrency
+
+# make bench-pickup   enqueue -> start on an idle worker, polling vs --notify in one run (QUICK=1 shortens)
+.PHONY: bench-pickup
+bench: bench-pickup
+
+bench-pickup: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.pickup
