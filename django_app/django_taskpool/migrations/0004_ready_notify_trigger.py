@@ -1,11 +1,13 @@
 """A trigger that tells listeners the moment a task becomes READY: `pg_notify` on the channel
 `taskpool_ready.<backend_name>` with the queue name as payload.
 
-Two statement-level triggers (AFTER INSERT, AFTER UPDATE) read the statement's transition table, so a bulk
-enqueue costs one `pg_notify` per distinct (backend, queue) it touched, not one per row; PostgreSQL also
-folds identical notifications of one transaction into one. UPDATE covers a row made READY again (a requeue,
-a retry, the operator's orphan recovery). Listeners (the operator's probe hub, `taskpool_worker --notify`)
-only use it to wake early: polling stays their fallback, so a lost notification costs at most one interval.
+Two row-level triggers whose WHEN clause PostgreSQL evaluates before calling anything: AFTER INSERT of a
+READY row, and AFTER UPDATE OF status to READY from another status (a requeue, a retry, the operator's orphan
+recovery). A worker's claim or finish never calls the function; PostgreSQL folds identical notifications of
+one transaction into one, so a bulk enqueue delivers one per (backend, queue). (A statement-level trigger
+with a transition table cost an enqueue more, and every claim and finish too: `benchmarks/notify_trigger.py`.)
+Listeners (the operator's probe hub, `taskpool_worker --notify`) only use it to wake early: polling stays
+their fallback, so a lost notification costs at most one interval.
 
 Notifications are delivered when the enqueuing transaction commits. PostgreSQL only: on other databases the
 migration records itself and does nothing. The channel name is a contract with
@@ -19,7 +21,16 @@ from django.db import migrations
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 FUNCTION = "taskpool_notify_ready"
-TRIGGERS = {"taskpool_ready_notify_insert": "INSERT", "taskpool_ready_notify_update": "UPDATE"}
+# The WHEN clauses are evaluated without calling the function: a claim or a finish (the workers' own UPDATEs)
+# pays nothing, and an enqueue one function call.
+TRIGGERS = {
+    "taskpool_ready_notify_insert": "AFTER INSERT",
+    "taskpool_ready_notify_update": "AFTER UPDATE OF status",
+}
+CONDITIONS = {
+    "taskpool_ready_notify_insert": "NEW.status = 'READY'",
+    "taskpool_ready_notify_update": "NEW.status = 'READY' AND OLD.status IS DISTINCT FROM 'READY'",
+}
 
 
 def create_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
@@ -30,18 +41,16 @@ def create_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         f"""
         CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM pg_notify('taskpool_ready.' || ready.backend_name, ready.queue_name)
-            FROM (SELECT DISTINCT backend_name, queue_name FROM taskpool_new_rows WHERE status = 'READY')
-                AS ready;
+            PERFORM pg_notify('taskpool_ready.' || NEW.backend_name, NEW.queue_name);
             RETURN NULL;
         END
         $$
-        """  # noqa: S608 - only module constants are interpolated
+        """
     )
     for name, event in TRIGGERS.items():
         schema_editor.execute(
-            f"CREATE TRIGGER {schema_editor.quote_name(name)} AFTER {event} ON {table}"
-            f" REFERENCING NEW TABLE AS taskpool_new_rows FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
+            f"CREATE TRIGGER {schema_editor.quote_name(name)} {event} ON {table}"
+            f" FOR EACH ROW WHEN ({CONDITIONS[name]}) EXECUTE FUNCTION {FUNCTION}()"
         )
 
 
