@@ -48,6 +48,8 @@ def create_trigger(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         """
     )
     for name, event in TRIGGERS.items():
+        # Re-runnable (the migration's record may be gone while the trigger is not); atomic with the CREATE.
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {schema_editor.quote_name(name)} ON {table}")
         schema_editor.execute(
             f"CREATE TRIGGER {schema_editor.quote_name(name)} {event} ON {table}"
             f" FOR EACH ROW WHEN ({CONDITIONS[name]}) EXECUTE FUNCTION {FUNCTION}()"

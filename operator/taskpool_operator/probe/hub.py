@@ -125,7 +125,7 @@ class ProbeHub:
         database = self._databases.get(database_key)
         if database is None:
             return
-        await database.tick()
+        await database.tick(join=False)
         for key, target in list(database.interests.items()):
             event = self._woken.get(key)
             if event is not None and any(target.selects(backend, queue) for backend, queue in ready):
