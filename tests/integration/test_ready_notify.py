@@ -171,3 +171,22 @@ def test_a_notify_worker_polls_when_the_trigger_is_absent(
     (task_id,) = enqueue(db.url, "noop")
     wait_until(lambda: task_rows(db.dsn)[task_id]["status"] == "SUCCESSFUL", 120, "the task to run")
     run.check_running()
+
+
+def test_a_worker_that_loses_its_listen_connection_polls_and_listens_again(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    run = worker_runs(db.url, "--notify", "--interval=0.5")
+    run.wait_ready()
+    wait_until(lambda: listening_sessions(db.dsn) == 1, 60, "the worker's LISTEN")
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        )
+    (task_id,) = enqueue(db.url, "noop")
+    wait_until(lambda: task_rows(db.dsn)[task_id]["status"] == "SUCCESSFUL", 120, "the task to run")
+    wait_until(lambda: listening_sessions(db.dsn) == 1, 60, "the worker's LISTEN again")
+    assert "lost the LISTEN connection" in run.log()
+    run.check_running()
