@@ -9,6 +9,7 @@ latency figures live in `benchmarks/pickup.py`.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 
 import psycopg
@@ -190,3 +191,15 @@ def test_a_worker_that_loses_its_listen_connection_polls_and_listens_again(
     wait_until(lambda: listening_sessions(db.dsn) == 1, 60, "the worker's LISTEN again")
     assert "lost the LISTEN connection" in run.log()
     run.check_running()
+
+
+def test_sigterm_ends_a_notify_workers_idle_wait_cleanly(
+    migrated_database: MigratedDatabase, worker_runs: StartWorker
+) -> None:
+    db = migrated_database
+    run = worker_runs(db.url, "--notify", "--interval=3600", "--shutdown-timeout=600")
+    run.wait_ready()
+    wait_until(lambda: listening_sessions(db.dsn) == 1, 60, "the worker's LISTEN")
+    run.signal(signal.SIGTERM)
+    assert run.wait(300) == 0  # neither the hour's wait nor the shutdown timeout: the idle wait ends at once
+    assert "interrupting" not in run.log()
