@@ -57,7 +57,7 @@ class ReadyListener:
             while not woken and (left := deadline - time.monotonic()) > 0:
                 # Exhausted, never left early: the generator holds the connection's lock until it ends.
                 for notify in connection.notifies(timeout=left, stop_after=1):
-                    woken = woken or self._wanted(notify.payload)
+                    woken = woken or self.wants(notify.payload)
             if woken:
                 self._drain(connection)
         except psycopg.Error as exc:
@@ -72,7 +72,8 @@ class ReadyListener:
             self._connection.close()
             self._connection = None
 
-    def _wanted(self, queue: str) -> bool:
+    def wants(self, queue: str) -> bool:
+        """Whether a READY row of this queue is one this worker would claim."""
         return queue not in self._excluded and (self._queues is None or queue in self._queues)
 
     def _drain(self, connection: psycopg.Connection[tuple[object, ...]]) -> None:
