@@ -74,14 +74,18 @@ class ReadyListener:
         while True:
             try:
                 await self._listen(backends)
-            except psycopg.Error as exc:
-                self.listening.clear()
+            except (psycopg.Error, OSError) as exc:
                 logger.warning(
                     "LISTEN on %s failed (%s): polling only, retrying in %gs",
                     self._where,
                     first_line(exc, self._dsn),
                     self._retry,
                 )
+            except Exception:  # a bug must not end the wake-ups for good: polling covers, and it retries
+                logger.exception(
+                    "LISTEN on %s failed: polling only, retrying in %gs", self._where, self._retry
+                )
+            self.listening.clear()
             await asyncio.sleep(self._retry)
 
     async def _listen(self, backends: frozenset[str]) -> None:
