@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import signal
+import sys
 import threading
 import tracemalloc
 
@@ -16,15 +17,21 @@ if _DUMP:
     tracemalloc.start(int(os.environ.get("TASKPOOL_MEMORY_FRAMES", "8")))
     _dumps = [0]
 
+    def _type_name(obj: object) -> str:
+        kind = type(obj)
+        return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind.__name__)}"
+
     def _dump(signum: int, frame: object) -> None:
-        _dumps[0] += 1
-        base = f"{_DUMP}.{_dumps[0]}"
-        tracemalloc.take_snapshot().dump(base + ".snapshot")
-        counts = collections.Counter(
-            type(o).__module__ + "." + type(o).__qualname__ for o in gc.get_objects()
-        )
-        with open(base + ".json.tmp", "w") as out:
-            json.dump({"types": counts.most_common(60), "threads": threading.active_count()}, out)
-        os.replace(base + ".json.tmp", base + ".json")
+        # Runs inside the operator's event loop: an error here must never reach it.
+        try:
+            _dumps[0] += 1
+            base = f"{_DUMP}.{_dumps[0]}"
+            tracemalloc.take_snapshot().dump(base + ".snapshot")
+            counts = collections.Counter(_type_name(o) for o in gc.get_objects())
+            with open(base + ".json.tmp", "w") as out:
+                json.dump({"types": counts.most_common(60), "threads": threading.active_count()}, out)
+            os.replace(base + ".json.tmp", base + ".json")
+        except Exception as exc:  # reported on stderr; the operator goes on
+            print(f"memory dump failed: {exc!r}", file=sys.stderr)
 
     signal.signal(signal.SIGUSR2, _dump)
