@@ -22,3 +22,17 @@ bench: bench-retention
 
 bench-retention: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.retention
+
+# make bench-pickup   enqueue -> start on an idle worker, polling vs --notify in one run (QUICK=1 shortens)
+.PHONY: bench-pickup
+bench: bench-pickup
+
+bench-pickup: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.pickup
+
+# make bench-notify_trigger   insert cost with the READY-notify trigger vs without (QUICK=1 shortens)
+.PHONY: bench-notify_trigger
+bench: bench-notify_trigger
+
+bench-notify_trigger: venv
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.notify_trigger

@@ -11,3 +11,8 @@ bench-probe: venv
 
 bench-many_pools: venv
 	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.many_pools
+
+# make bench-operator_memory   where the operator's per-pool memory goes (tracemalloc, object counts; cluster)
+.PHONY: bench-operator_memory
+bench-operator_memory: venv k8s-binaries
+	$(if $(QUICK),QUICK=$(QUICK)) $(PY) -m benchmarks.operator_memory

@@ -21,6 +21,7 @@ class LoopOptions:
     verbosity: int
     time_limit: float | None = None  # the hard limit of tasks that set none (`--time-limit`)
     threads: int = 1  # copies of the loop per process (`--threads`), each with its own worker id
+    notify: bool = False  # `--notify`: LISTEN for READY rows instead of only polling
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,14 @@ The claim logic is upstream's, untouched. This subclass only
   arms nothing.
 - applies the task's retry policy (django_taskpool.retries): a failure that may retry is written as the row
   going back to READY with its `run_after` (one UPDATE, in place of upstream's FAILED write).
+- with `--notify`, ends its idle sleep when a task becomes READY (django_taskpool.wakeup): upstream's loop
+  gets `interval=0` and the wait happens in `running`'s read before that zero sleep, bounded by the interval.
 
 With `--threads N` a process runs N such loops in threads (`run_threads`): each has its own worker id,
 heartbeat and database connection (Django's connections are per thread); the main thread only waits and
 handles signals: the first stops every loop after its current task, the second raises SystemExit in every
-thread still running a task (stored FAILED, as upstream does with one loop).
+thread still running a task (stored FAILED, as upstream does with one loop). With `--notify` each loop
+listens on a connection of its own.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import datetime
 import functools
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -46,6 +50,7 @@ from prometheus_client import Gauge
 
 from django_taskpool import logs
 from django_taskpool.config import WorkerConfig
+from django_taskpool.database import database_alias
 from django_taskpool.exceptions import class_path
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
@@ -59,6 +64,7 @@ from django_taskpool.time_limits import (
     raise_in_thread,
     resolve,
 )
+from django_taskpool.wakeup import ReadyListener
 
 logger = logging.getLogger("django_taskpool")
 
@@ -72,6 +78,7 @@ class TaskpoolWorker(Worker):
         metrics: TaskMetrics,
         default_time_limit: float | None,
         threaded: bool = False,
+        listener: ReadyListener | None = None,
         **kwargs: Any,
     ) -> None:
         self._heartbeat = heartbeat
@@ -92,7 +99,21 @@ class TaskpoolWorker(Worker):
         self._running = True
         self._poll_gauge_set_at = 0.0
         self._in_progress: dict[tuple[str, str], Gauge] = {}
+        self._listener = listener
+        self._idle_wait = float(kwargs["interval"])
+        self._ran_task = False  # in this turn of the loop
+        if listener is not None:
+            kwargs["interval"] = 0.0  # the wait happens in `running`, ended early by a notification
         super().__init__(**kwargs)
+
+    def run(self) -> None:
+        if self._listener is not None and self.startup_delay:
+            time.sleep(random.random())  # noqa: S311 - upstream's thundering-herd delay, skipped at interval 0
+        try:
+            super().run()
+        finally:
+            if self._listener is not None:
+                self._listener.close()
 
     @property
     def running(self) -> bool:
@@ -106,6 +127,10 @@ class TaskpoolWorker(Worker):
         if os.getppid() != self._parent_pid and self._running:
             logger.warning("supervisor %s is gone: stopping after the current turn", self._parent_pid)
             self._running = False
+        if not self._between_turns:
+            self._ran_task = False
+        elif self._listener is not None and self._running and not self._ran_task:
+            self._listener.wait(self._idle_wait)  # upstream's sleep of this turn, ended by a notification
         return self._running
 
     @running.setter
@@ -123,6 +148,7 @@ class TaskpoolWorker(Worker):
             sys.exit(0)
 
     def run_task(self, db_task_result: DBTaskResult[..., Any]) -> None:
+        self._ran_task = True
         limits = self._limits_of(db_task_result.task_path)
         policy = self._retry_policies.of(db_task_result.task_path)
         if policy.retries:
@@ -232,6 +258,11 @@ def run_worker(config: WorkerConfig) -> int:
                 metrics=metrics,
                 default_time_limit=options.time_limit,
                 threaded=threads > 1,
+                listener=ReadyListener(
+                    database_alias(), options.backend_name, options.queue_names, options.excluded_queue_names
+                )
+                if options.notify
+                else None,
                 queue_names=options.queue_names,
                 interval=options.interval,
                 batch=options.batch,

@@ -91,6 +91,8 @@ def worker_command(pool: Pool) -> list[str]:
     ]
     if pool.time_limit_s is not None:
         flags += ["--time-limit", _seconds_flag(pool.time_limit_s)]
+    if pool.scaling.notify:
+        flags.append("--notify")
     return command + flags + list(pool.worker.get("args") or ())
 
 

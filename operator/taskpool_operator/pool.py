@@ -59,6 +59,7 @@ class Scaling:
     activation_ready_tasks: int
     max_scale_up_step: int | None
     max_scale_down_step: int | None
+    notify: bool = False  # woken by NOTIFY as well as polling (the operator and the workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +174,7 @@ class Pool:
                     activation_ready_tasks=int(scaling["activationReadyTasks"]),
                     max_scale_up_step=scaling.get("maxScaleUpStep"),
                     max_scale_down_step=scaling.get("maxScaleDownStep"),
+                    notify=bool(scaling.get("notify", False)),
                 ),
                 orphans=Orphans(
                     action=_orphan_action(orphans["action"]),

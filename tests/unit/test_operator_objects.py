@@ -112,6 +112,14 @@ def test_time_limit_is_passed_only_when_set() -> None:
     assert command[command.index("--time-limit") + 1] == "150"
 
 
+def test_notify_is_passed_to_the_workers_only_when_the_pool_opts_in() -> None:
+    polling = container(objects.build_worker_deployment_spec(Pool.from_body(body()), 1))["command"]
+    assert "--notify" not in polling
+    pool = Pool.from_body(body(scaling={"notify": True}))
+    assert pool.scaling.notify is True
+    assert "--notify" in container(objects.build_worker_deployment_spec(pool, 1))["command"]
+
+
 def test_time_limit_above_the_shutdown_timeout_is_invalid() -> None:
     with pytest.raises(InvalidPool, match=r"timeLimit must not exceed worker\.shutdownTimeout"):
         Pool.from_body(body(worker={"timeLimit": "10m", "shutdownTimeout": "5m"}))
@@ -237,6 +245,7 @@ def test_pool_defaults_come_from_the_crd() -> None:
     assert pool.scaling.max_replicas == 10
     assert pool.scaling.tasks_per_replica == pool.concurrency == pool.threads == 1
     assert pool.scaling.poll_interval_s == 5
+    assert pool.scaling.notify is False
     assert pool.manual_replicas is None
 
 

@@ -43,8 +43,12 @@ class FakeHub:
         self.registered: dict[Hashable, str] = {}
         self.max_ages: list[float] = []
 
-    def register(self, key: Hashable, dsn: str, target: object) -> None:
+    def register(self, key: Hashable, dsn: str, target: object, *, notify: bool = False) -> None:
         self.registered[key] = dsn
+        self.notify = notify
+
+    def woken(self, key: Hashable) -> None:
+        return None
 
     async def unregister(self, key: Hashable) -> None:
         self.registered.pop(key, None)

@@ -48,3 +48,13 @@ def test_upstream_loop_reads_running_at_the_top_and_before_sleeping() -> None:
     assert isinstance(last, ast.If)
     assert reads_of_running(last.test) == in_body, "the second read guards the sleep at the end of a turn"
     assert "sleep" in ast.unparse(last.body[-1])
+
+
+def test_upstream_sleeps_its_interval_so_notify_mode_can_wait_instead() -> None:
+    """`--notify` hands upstream `interval=0` and waits in the second read of `running`: that is right only
+    while the sleep at the end of a turn is `time.sleep(self.interval)`."""
+    run = worker_run_source()
+    (loop,) = [n for n in run.body if isinstance(n, ast.While)]
+    last = loop.body[-1]
+    assert isinstance(last, ast.If)
+    assert ast.unparse(last.body[-1]) == "time.sleep(self.interval)"

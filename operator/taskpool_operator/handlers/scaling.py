@@ -81,7 +81,7 @@ async def _read_depth(pool: Pool, hub: ProbeHub, secret: _Secret) -> tuple[PoolD
     """The pool's queue depth, at most half a poll interval old, and the DatabaseReachable condition."""
     try:
         dsn = await secret.get(pool)
-        hub.register(pool.key, dsn, probe_target(pool))
+        hub.register(pool.key, dsn, probe_target(pool), notify=pool.scaling.notify)
     except kube.SecretProblem as exc:
         await hub.unregister(pool.key)
         return None, cond.database_reachable(f"{exc} (spec.database)", reason=exc.reason)
@@ -377,13 +377,25 @@ async def run(
             except Exception:
                 metrics.reconcile_errors.labels(ERRORS_LABEL).inc()
                 logger.exception("%s/%s: scaling round failed", *key)
-            await stopped.wait(interval)
+            await _pause(stopped, hub.woken(key), interval)
         if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
             _announce_drain(body, mem, list(worker_pods.get(key, ())))
     finally:
         await hub.unregister(key)
         metrics.forget_pool(*key)
         memory.forget(key)
+
+
+async def _pause(stopped: kopf.DaemonStopped, woken: asyncio.Event | None, seconds: float) -> None:
+    """Waits out the poll interval; a pool woken by NOTIFY (its reading already fresh) goes on at once."""
+    if woken is None:
+        await stopped.wait(seconds)
+        return
+    waits = [asyncio.ensure_future(stopped.wait(seconds)), asyncio.ensure_future(woken.wait())]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in pending:
+        wait.cancel()
+    woken.clear()
 
 
 def _announce_drain(body: kopf.Body, mem: memory.PoolMemory, pods: Collection[WorkerPod]) -> None:

@@ -55,11 +55,13 @@ class Database:
         self._inflight: asyncio.Task[None] | None = None
         self._inflight_keys: frozenset[Hashable] = frozenset()
 
-    async def tick(self) -> None:
+    async def tick(self, *, join: bool = True) -> None:
         """Runs the statement for every interested pool and reports their readings; joins a tick in flight
-        when it covers every interested pool. Never raises for database trouble: the error is the reading."""
+        when it covers every interested pool (with `join=False`, waits for it and runs a new one: a tick that
+        started before a notification's commit may not see its rows). Never raises for database trouble: the
+        error is the reading."""
         while (inflight := self._inflight) is not None:
-            covered = self._inflight_keys >= self.interests.keys()
+            covered = join and self._inflight_keys >= self.interests.keys()
             await asyncio.shield(inflight)
             if covered:
                 return

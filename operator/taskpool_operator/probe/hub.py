@@ -5,6 +5,10 @@ database share its connection, and one tick runs ONE statement for the union of 
 each pool's `PoolDepth` (or the `ProbeError` that tick hit). A pool's loop asks `hub.fresh(key, max_age)`: it
 ticks the database only when the reading is older than that, and loops of many pools asking together share
 one tick.
+
+Pools registered with `notify=True` are also woken by PostgreSQL: the database's `ReadyListener` LISTENs for
+the trigger's notifications and, per debounced burst, ticks the database once and sets the `woken(key)` event
+of every such pool whose queues got READY rows; the pool's loop then decides at once from that reading.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Self
 from taskpool_operator.probe.database import Database, Timeouts
 from taskpool_operator.probe.depth import OrphanRecovery, ProbeError, ProbeTarget, Reading
 from taskpool_operator.probe.dsn import normalize
+from taskpool_operator.probe.listener import ReadyListener, ReadyQueues
 
 ProbeObserver = Callable[[float, ProbeError | None], None]
 """Called after every query with its duration in seconds and its error (None on success): metrics hook."""
@@ -32,8 +37,14 @@ class ProbeHub:
         connect_timeout_seconds: float = 5.0,
         statement_timeout_seconds: float = 5.0,
         on_probe: ProbeObserver | None = None,
+        notify_debounce_seconds: float = 0.02,
+        listen_retry_seconds: float = 5.0,
     ) -> None:
         self._timeouts = Timeouts(connect_timeout_seconds, statement_timeout_seconds)
+        self._notify_debounce = notify_debounce_seconds
+        self._listen_retry = listen_retry_seconds
+        self._listeners: dict[str, ReadyListener] = {}
+        self._woken: dict[Hashable, asyncio.Event] = {}
         self._on_probe = on_probe
         self._databases: dict[str, Database] = {}
         self._database_of: dict[Hashable, str] = {}
@@ -47,9 +58,10 @@ class ProbeHub:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def register(self, key: Hashable, dsn: str, target: ProbeTarget) -> None:
+    def register(self, key: Hashable, dsn: str, target: ProbeTarget, *, notify: bool = False) -> None:
         """Adds or replaces a pool's interest. Pools with the same database (same connection parameters)
-        share its connection and its tick. Raises `ProbeError("connect")` for a DSN that cannot be parsed
+        share its connection and its tick. With `notify`, the pool is also woken by NOTIFY (`woken`).
+        Raises `ProbeError("connect")` for a DSN that cannot be parsed
         (the pool's previous registration, if any, is kept). Must be called from the event loop."""
         database_key = normalize(dsn)
         previous = self._database_of.get(key)
@@ -67,8 +79,57 @@ class ProbeHub:
         if database.interests.get(key, target) != target:
             self._latest.pop(key, None)  # measured for the old target
             self._latest_at.pop(key, None)
+        unchanged = database.interests.get(key) == target and (key in self._woken) == notify
         database.interests[key] = target
         self._database_of[key] = database_key
+        if notify:
+            self._woken.setdefault(key, asyncio.Event())
+        else:
+            self._woken.pop(key, None)
+        if not unchanged:  # pools re-register every tick: the listener's channels change rarely
+            self._update_listener(database_key)
+
+    def woken(self, key: Hashable) -> asyncio.Event | None:
+        """Set when a notification told the hub that the pool's queues got READY rows (its reading is then
+        fresh); the pool's loop clears it. None for a pool registered without `notify`."""
+        return self._woken.get(key)
+
+    def listener(self, dsn: str) -> ReadyListener | None:
+        """The database's LISTEN connection, while a pool on it wants notifications."""
+        return self._listeners.get(normalize(dsn))
+
+    def _update_listener(self, database_key: str) -> None:
+        database = self._databases.get(database_key)
+        backends = frozenset(
+            target.backend
+            for key, target in (database.interests.items() if database else ())
+            if key in self._woken
+        )
+        listener = self._listeners.get(database_key)
+        if listener is None and database is not None and backends:
+            listener = ReadyListener(
+                database.dsn,
+                lambda ready: self._on_ready(database_key, ready),
+                connect_timeout_seconds=self._timeouts.connect_seconds,
+                debounce_seconds=self._notify_debounce,
+                retry_seconds=self._listen_retry,
+            )
+            self._listeners[database_key] = listener
+        if listener is not None:
+            listener.listen(backends)
+            if not backends:
+                del self._listeners[database_key]
+
+    async def _on_ready(self, database_key: str, ready: ReadyQueues) -> None:
+        """One burst of notifications: one tick of the database, then wake the pools whose queues got work."""
+        database = self._databases.get(database_key)
+        if database is None:
+            return
+        await database.tick(join=False)
+        for key, target in list(database.interests.items()):
+            event = self._woken.get(key)
+            if event is not None and any(target.selects(backend, queue) for backend, queue in ready):
+                event.set()
 
     async def unregister(self, key: Hashable) -> None:
         """Forgets a pool; closes its database's connection when no pool uses it any more."""
@@ -115,8 +176,13 @@ class ProbeHub:
     async def close(self) -> None:
         """Cancels every tick in flight and closes every connection."""
         databases = list(self._databases.values())
+        listeners = list(self._listeners.values())
         self._databases.clear()
         self._database_of.clear()
+        self._listeners.clear()
+        self._woken.clear()
+        for listener in listeners:
+            await listener.close()
         for database in databases:
             await database.close()
         if self._closing:
@@ -125,6 +191,7 @@ class ProbeHub:
     def _forget(self, key: Hashable) -> Database | None:
         self._latest.pop(key, None)
         self._latest_at.pop(key, None)
+        self._woken.pop(key, None)
         database_key = self._database_of.pop(key, None)
         if database_key is None:
             return None
@@ -132,6 +199,7 @@ class ProbeHub:
         database.interests.pop(key, None)
         if not database.interests:
             del self._databases[database_key]
+        self._update_listener(database_key)
         return database
 
     def _record(

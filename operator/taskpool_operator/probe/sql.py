@@ -147,3 +147,8 @@ REQUEUE_ORPHANS: Final = f"""
 UPDATE {TASK_TABLE} AS t
 SET status = 'READY', started_at = NULL
 {_ORPHANED_ROWS}"""  # noqa: S608
+
+# Wake-up on NOTIFY: the `django_taskpool` migration `0004_ready_notify_trigger` notifies the channel
+# READY_CHANNEL_PREFIX + backend_name, payload the queue name, when rows become READY. The listener issues
+# `LISTEN "<channel>"` (an identifier, quoted by psycopg) on its own connection.
+READY_CHANNEL_PREFIX: Final = "taskpool_ready."

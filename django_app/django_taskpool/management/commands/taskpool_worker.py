@@ -86,6 +86,12 @@ class Command(BaseCommand):
         )
         loop.add_argument("--batch", action="store_true", help="Exit once no task is ready.")
         loop.add_argument(
+            "--notify",
+            action="store_true",
+            help="Also LISTEN for tasks becoming READY (the django_taskpool trigger) and end the idle sleep "
+            "at once; --interval stays the longest wait. Not behind a transaction-pooling PgBouncer.",
+        )
+        loop.add_argument(
             "--backend",
             dest="backend_name",
             default=DEFAULT_TASK_BACKEND_ALIAS,
@@ -208,6 +214,7 @@ class Command(BaseCommand):
             verbosity=options["verbosity"],
             time_limit=options["time_limit"],
             threads=options["threads"],
+            notify=options["notify"],
         )
         with runtime_directories() as (metrics_dir, heartbeat_dir):
             supervisor = Supervisor(
