@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class ImageEnvironment:
     patterns: tuple[str, ...]  # fnmatch patterns over the full image reference
-    cwd: Path | None  # None: the pod's own scratch folder
+    cwd: Path | None  # None: /, as in an image without WORKDIR
     entrypoint: tuple[str, ...] = ()  # the image's ENTRYPOINT
     cmd: tuple[str, ...] = ()  # the image's CMD
     env: dict[str, str] = field(default_factory=dict)  # the image's ENV

@@ -276,7 +276,7 @@ class PodRunner(threading.Thread):
             return
         argv = [pod_inputs.expand(a, env) for a in command]
         (self.folder / "home").mkdir(exist_ok=True)
-        cwd = environment.cwd or (self.folder / "home")
+        cwd = environment.cwd or Path("/")  # an image without WORKDIR starts in /
         mounts = [
             {"source": str(self.folder / name), "target": f"/etc/{name}", "readOnly": True}
             for name in ("hosts", "resolv.conf")
