@@ -34,6 +34,8 @@ ENV VIRTUAL_ENV=/opt/taskpool \
 COPY --from=build /opt/taskpool /opt/taskpool
 # A numeric non-root user, so Pod Security "restricted" (runAsNonRoot) can verify it without a passwd entry.
 USER 10001:10001
+# No passwd entry for 10001: kopf names its peering identity after getpass.getuser(), which reads $USER first.
+ENV USER=taskpool-operator
 EXPOSE 8080 8081
 ENTRYPOINT ["taskpool-operator"]
 CMD ["run"]

@@ -79,7 +79,7 @@ IMAGES: list[ImageEnvironment] = [
         REPO / "operator",
         ("taskpool-operator",),
         ("run",),
-        PYTHON_ENV,
+        {**PYTHON_ENV, "USER": "taskpool-operator"},  # the Dockerfile's ENV USER (no passwd entry for 10001)
         user=declared_user(REPO / "Dockerfile"),
     ),
     # Plain Python images, for tests that run a small script (`python -c ...`).
