@@ -131,10 +131,11 @@ def main() -> None:
     if pid == 0:
         os.close(read_end)
         try:
-            die_with_parent()
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             os.fchdir(cwd)
             become(spec["user"], spec["noNewPrivileges"])
+            # After the uid change, which clears the parent-death signal: the container dies with its shim.
+            die_with_parent()
             os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
         except BaseException as exc:  # report why the container could not start, then fail like a runtime
             os.write(write_end, f"exec {spec['argv'][0]!r}: {type(exc).__name__}: {exc}".encode())

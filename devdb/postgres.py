@@ -166,5 +166,12 @@ def stopped_server(admin_dsn: str) -> Iterator[None]:
     try:
         yield
     finally:
-        run("-l", str(data / "restart.log"), "-o", f"-h '' -k {socket_dir}", "start")
+        # PostgreSQL starts only from a data folder of mode 0700 or 0750; postgres_server opens it to 0711
+        # once running (pods reach the socket in it): closed for the start, opened again after.
+        opened = data.stat().st_mode & 0o777
+        data.chmod(0o700)
+        try:
+            run("-l", str(data / "restart.log"), "-o", f"-h '' -k {socket_dir}", "start")
+        finally:
+            data.chmod(opened)
         check_reachable(admin_dsn, timeout_s=30)
