@@ -54,9 +54,9 @@ def test_random_pod_deletions_lose_no_task(site: faults.Site) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "known bug (worker runtime): a worker process that loses the database in the middle of a task exits "
-        "and is restarted with the same worker id in the same live pod, so its row stays RUNNING for ever "
-        "(the operator's orphan rule needs the pod gone)"
+        "known bug (worker runtime): a worker process that loses the database in the middle of a task exits, "
+        "so the task does not finish: its row is resolved as WorkerLost once the database is back (by the "
+        "supervisor's dead-process recovery), where the scenario wants every task to succeed"
     ),
 )
 def test_database_outage_holds_replicas_and_loses_no_task(site: faults.Site) -> None:

@@ -125,7 +125,10 @@ def podmonitor_scrape_config(targets_file: Path, namespace: str) -> dict[str, An
             set_values=["monitoring.podMonitor.enabled=true", f'operator.watchNamespaces=["{namespace}"]']
         )
     )
-    (monitor,) = [d for d in documents if d["kind"] == "PodMonitor"]
+    # The workers' monitor (the chart also renders one for the scheduler pods).
+    (monitor,) = [
+        d for d in documents if d["kind"] == "PodMonitor" and d["metadata"]["name"].endswith("-workers")
+    ]
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [namespace]
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     relabel: list[dict[str, Any]] = [
