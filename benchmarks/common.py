@@ -24,6 +24,7 @@ import psycopg.conninfo
 import psycopg.sql
 
 from devdb import demo_project
+from taskpool_operator.probe.sql import TASK_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,8 +80,8 @@ def relax_durability(dsn: str) -> None:
 def clear_tasks(dsn: str) -> None:
     """Empties the task table so every run starts from the same state."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE django_tasks_database_dbtaskresult")
-        conn.execute("VACUUM ANALYZE django_tasks_database_dbtaskresult")
+        conn.execute(f"TRUNCATE {TASK_TABLE}")
+        conn.execute(f"VACUUM ANALYZE {TASK_TABLE}")
 
 
 def run_manage(database_url: str, *args: str, timeout: float = 1800, **env: str) -> float:
@@ -99,7 +100,7 @@ def processing_rate(dsn: str) -> tuple[int, float]:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
             "SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at))"
-            " FROM django_tasks_database_dbtaskresult WHERE status IN ('SUCCESSFUL', 'FAILED')"
+            f" FROM {TASK_TABLE} WHERE status IN ('SUCCESSFUL', 'FAILED')"
         ).fetchone()
     assert row is not None
     count, span = int(row[0]), float(row[1] or 0.0)

@@ -23,6 +23,7 @@ import psycopg
 
 from benchmarks.common import QUICK, migrated_database, write_result
 from devdb import demo_project
+from taskpool_operator.probe.sql import TASK_TABLE
 
 TRIALS = 10 if QUICK else 40
 INTERVAL_S = 1.0
@@ -82,7 +83,7 @@ def listening(dsn: str) -> bool:
 def latencies(dsn: str, queue: str) -> list[float]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT extract(epoch FROM started_at - enqueued_at) FROM django_tasks_database_dbtaskresult"
+            f"SELECT extract(epoch FROM started_at - enqueued_at) FROM {TASK_TABLE}"
             " WHERE queue_name = %s AND started_at IS NOT NULL ORDER BY enqueued_at",
             [queue],
         ).fetchall()

@@ -30,6 +30,7 @@ from devdb.demo_project import wait_until
 from devdb.scheduler import SchedulerRun
 from devdb.task_rows import insert_finished
 from django_taskpool import retention_sql
+from taskpool_operator.probe.sql import TASK_TABLE
 
 EXPIRED = 100_000 if QUICK else 1_000_000
 FAILED_SHARE = 0.1
@@ -38,7 +39,6 @@ TASKS = 500 if QUICK else 3000
 TRIALS = 1 if QUICK else 3
 GOAL_RATIO = 0.9
 RETAIN_S = 86_400
-TABLE = "django_tasks_database_dbtaskresult"
 PRUNE_BATCH = 1000  # taskpool_scheduler --prune-batch default
 
 
@@ -50,7 +50,7 @@ def fill(dsn: str) -> None:
     insert_finished(dsn, failed, queue="default", status="FAILED", age_s=2 * RETAIN_S, spread_s=3600)
     insert_finished(dsn, KEPT, queue="default", status="SUCCESSFUL", age_s=60, spread_s=600)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"VACUUM ANALYZE {TABLE}")
+        conn.execute(f"VACUUM ANALYZE {TASK_TABLE}")
 
 
 def explain_batch(dsn: str, *, with_index: bool) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def explain_batch(dsn: str, *, with_index: bool) -> dict[str, Any]:
         if not with_index:
             conn.execute("DROP INDEX taskpool_finished_idx")
         row = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + retention_sql.PRUNE_BATCH.format(table=TABLE),
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + retention_sql.PRUNE_BATCH.format(table=TASK_TABLE),
             {
                 "backend": "default",
                 "queue": "default",
@@ -96,7 +96,7 @@ def worker_rate(database_url: str, dsn: str) -> float:
     )
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            f"SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) FROM {TABLE}"
+            f"SELECT count(*), extract(epoch FROM max(finished_at) - min(started_at)) FROM {TASK_TABLE}"
             " WHERE started_at >= %s",
             [started],
         ).fetchone()

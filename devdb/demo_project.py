@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from devdb import postgres
+from taskpool_operator.probe.sql import TASK_TABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 DJANGO_DIR = ROOT / "django_app"
@@ -135,7 +136,7 @@ def enqueue(database_url: str, task: str, count: int = 1, **options: object) -> 
 def task_rows(dsn: str) -> dict[str, dict[str, Any]]:
     """Every row of the task table by id, as dicts (column -> value)."""
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        rows = conn.execute("SELECT * FROM django_tasks_database_dbtaskresult").fetchall()
+        rows = conn.execute(f"SELECT * FROM {TASK_TABLE}").fetchall()
     return {str(row["id"]): row for row in rows}
 
 

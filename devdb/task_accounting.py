@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 
 from devdb.demo_project import MigratedDatabase, enqueue
+from taskpool_operator.probe.sql import TASK_TABLE
 
-TASK_TABLE = "django_tasks_database_dbtaskresult"
 TERMINAL = frozenset({"SUCCESSFUL", "FAILED"})
 # The exception class the operator's orphan action Fail stores (taskpool_operator.orphans.WORKER_LOST).
 WORKER_LOST = "django_taskpool.exceptions.WorkerLost"

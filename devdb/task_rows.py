@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import psycopg
 
-_INSERT = """
-INSERT INTO django_tasks_database_dbtaskresult
+from taskpool_operator.probe.sql import TASK_TABLE
+
+_INSERT = (
+    f"INSERT INTO {TASK_TABLE}"
+    + """
     (id, status, enqueued_at, started_at, finished_at, args_kwargs, priority, task_path, worker_ids,
      queue_name, backend_name, run_after, return_value, exception_class_path, traceback)
 SELECT gen_random_uuid(), %(status)s, t, t, t, '{"args": [], "kwargs": {}}', 0, 'taskpool_demo.tasks.noop',
@@ -14,6 +17,7 @@ SELECT gen_random_uuid(), %(status)s, t, t, t, '{"args": [], "kwargs": {}}', 0, 
 FROM (SELECT now() - make_interval(secs => %(age)s::float8 + i * %(spread)s::float8 / %(count)s) AS t
       FROM generate_series(1, %(count)s) AS i) AS finished
 """
+)
 
 
 def insert_finished(

@@ -13,7 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import crd, objects
-from taskpool_operator.conditions import Reason
+from taskpool_operator.conditions import Problem, Reason
 
 REQUEST_TIMEOUT_S = 10.0
 # The generated client would pick JSON Patch for dict bodies; every patch here is a JSON merge patch.
@@ -124,6 +124,53 @@ def replace_deployment(manifest: dict[str, Any]) -> dict[str, Any]:
         _request_timeout=REQUEST_TIMEOUT_S,
     )
     return _plain(replaced)
+
+
+class WriteRefused(Exception):
+    """A write that retrying cannot cure: another controller owns the object, or the API server refused it.
+    `problem` is what the pool's Stalled condition and its Warning Event say."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def write_deployment(manifest: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
+    """The one create-or-replace of a Deployment the operator builds (a pool's workers or scheduler): created
+    when there is none (`live` None), else replaced so that it is exactly what the operator built, keeping the
+    annotations and labels other controllers put on the Deployment itself (its revision...).
+
+    Raises WriteRefused when `live` has another controlling owner than the manifest, or when the API server
+    refuses the write (invalid, forbidden by RBAC or an admission policy...; the message is the server's);
+    ApiException for what a retry may cure (409: changed meanwhile)."""
+    name = manifest["metadata"]["name"]
+    if live is not None and objects.controller_uid(live) != objects.controller_uid(manifest):
+        raise WriteRefused(
+            Problem(
+                Reason.DEPLOYMENT_NOT_OWNED,
+                f"Deployment {name!r} already exists and is not owned by this pool",
+            )
+        )
+    try:
+        if live is None:
+            return create_deployment(manifest)
+        live_meta = live["metadata"]
+        metadata = {
+            **manifest["metadata"],
+            "resourceVersion": live_meta["resourceVersion"],
+            "annotations": dict(live_meta.get("annotations") or {}),
+            "labels": {**(live_meta.get("labels") or {}), **manifest["metadata"]["labels"]},
+        }
+        return replace_deployment({**manifest, "metadata": metadata})
+    except ApiException as exc:
+        rejection = rejection_message(exc)
+        if rejection is None:
+            raise
+        raise WriteRefused(
+            Problem(
+                Reason.DEPLOYMENT_REJECTED, f"the API server refused the Deployment {name!r}: {rejection}"
+            )
+        ) from None
 
 
 def scale_deployment(namespace: str, name: str, replicas: int) -> int:

@@ -58,6 +58,12 @@ def owner_reference(pool: Pool) -> dict[str, Any]:
     }
 
 
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controlling owner (a pool's, for every object the operator builds)."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((owner.get("uid") for owner in owners if owner.get("controller")), None)
+
+
 def _seconds_flag(seconds: float) -> str:
     return f"{seconds:g}"
 

@@ -18,6 +18,7 @@ from devcluster import operator_harness as h
 from devcluster.control_plane import LocalCluster
 from devcluster.operator_harness import OperatorProcess
 from devdb.demo_project import MigratedDatabase
+from taskpool_operator.probe.sql import TASK_TABLE
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,7 @@ def scheduled_tasks(dsn: str) -> list[tuple[str, str, list[str]]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT t.id::text, t.status, t.worker_ids FROM taskpool_schedule_fire AS f"
-            " JOIN django_tasks_database_dbtaskresult AS t ON t.id::text = f.task_result_id"
+            f" JOIN {TASK_TABLE} AS t ON t.id::text = f.task_result_id"
             " WHERE f.schedule = 'e2e-tick' ORDER BY f.fire_time"
         ).fetchall()
     return [(task_id, status, list(worker_ids)) for task_id, status, worker_ids in rows]

@@ -224,7 +224,7 @@ def test_the_recovery_finds_running_rows_through_the_partial_index(
         for statement in (sql.FAIL_ORPHANS, sql.REQUEUE_ORPHANS):
             plan = "\n".join(str(row[0]) for row in cursor.execute("EXPLAIN " + statement, params))
             assert sql.RUNNING_INDEX in plan, plan
-            assert "Seq Scan on django_tasks_database_dbtaskresult" not in plan, plan
+            assert f"Seq Scan on {sql.TASK_TABLE}" not in plan, plan
         conn.rollback()
 
 

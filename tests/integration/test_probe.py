@@ -364,7 +364,7 @@ def test_missing_table_says_to_migrate(empty_database: str) -> None:
     reading = asyncio.run(probe_pools(empty_database, {"pool": ProbeTarget()}))["pool"]
     assert isinstance(reading, ProbeError)
     assert reading.reason == "missing_table"
-    assert "django_tasks_database_dbtaskresult" in reading.message
+    assert sql.TASK_TABLE in reading.message
     assert "manage.py migrate" in reading.message
 
 

@@ -15,6 +15,7 @@ from devdb.demo_project import MigratedDatabase, enqueue, wait_until
 from devdb.scheduler import SchedulerRun
 from devdb.task_rows import insert_finished
 from django_taskpool import retention_sql
+from taskpool_operator.probe.sql import TASK_TABLE
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +24,7 @@ HOUR = 3600.0
 
 def counts(dsn: str) -> dict[tuple[str, str], int]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT queue_name, status, count(*) FROM django_tasks_database_dbtaskresult GROUP BY 1, 2"
-        ).fetchall()
+        rows = conn.execute(f"SELECT queue_name, status, count(*) FROM {TASK_TABLE} GROUP BY 1, 2").fetchall()
     return {(queue, status): count for queue, status, count in rows}
 
 
@@ -126,10 +125,9 @@ def test_a_prune_batch_reads_only_the_rows_it_deletes(aged_rows: MigratedDatabas
     """The batch's plan walks taskpool_finished_idx: rows read == rows deleted, however many are kept."""
     insert_finished(aged_rows.dsn, 20_000, queue="default", status="SUCCESSFUL", age_s=60)  # kept
     with psycopg.connect(aged_rows.dsn) as conn:
-        conn.execute("ANALYZE django_tasks_database_dbtaskresult")
+        conn.execute(f"ANALYZE {TASK_TABLE}")
         plan: Any = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-            + retention_sql.PRUNE_BATCH.format(table="django_tasks_database_dbtaskresult"),
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + retention_sql.PRUNE_BATCH.format(table=TASK_TABLE),
             {
                 "backend": "default",
                 "queue": "default",

@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from devdb.demo_project import MigratedDatabase, run_manage, wait_until
 from devdb.scheduler import SchedulerRun, schedules_env
+from taskpool_operator.probe.sql import TASK_TABLE
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +53,7 @@ def fires(dsn: str, schedule: str) -> list[dict[str, Any]]:
 
 def task_ids(dsn: str, task_path: str = NOOP) -> list[str]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT id::text FROM django_tasks_database_dbtaskresult WHERE task_path = %s", [task_path]
-        ).fetchall()
+        rows = conn.execute(f"SELECT id::text FROM {TASK_TABLE} WHERE task_path = %s", [task_path]).fetchall()
     return [row[0] for row in rows]
 
 

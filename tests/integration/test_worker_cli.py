@@ -9,6 +9,7 @@ import pytest
 
 from devdb import postgres
 from devdb.demo_project import MigratedDatabase, run_manage
+from taskpool_operator.probe.sql import TASK_TABLE
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def test_missing_database_url() -> None:
 def test_unmigrated_database_says_to_migrate(empty_database: str) -> None:
     completed = worker(postgres.to_url(empty_database))
     assert completed.returncode == 1
-    assert "the task table django_tasks_database_dbtaskresult is missing" in completed.stderr
+    assert f"the task table {TASK_TABLE} is missing" in completed.stderr
     assert "run `manage.py migrate` first" in completed.stderr
     assert "Traceback" not in completed.stderr
 

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from devdb.demo_project import MigratedDatabase, enqueue, run_manage, shell_json, task_rows, wait_until
+from taskpool_operator.probe.sql import TASK_TABLE
 from tests.integration.test_worker_runtime import scrape, value
 from tests.support.django_db import WorkerRun
 
@@ -305,7 +306,7 @@ def test_start_up_recovery_needs_a_name_known_to_be_unique(
     host = socket.gethostname()
     with psycopg.connect(db.dsn, autocommit=True) as conn:  # a row an earlier run on this host left RUNNING
         conn.execute(
-            "UPDATE django_tasks_database_dbtaskresult SET status = 'RUNNING', started_at = now(),"
+            f"UPDATE {TASK_TABLE} SET status = 'RUNNING', started_at = now(),"
             " worker_ids = %s::jsonb WHERE id = %s",
             (json.dumps([f"{host}-0"]), task_id),
         )

@@ -23,6 +23,7 @@ import pytest
 from devdb.demo_project import MigratedDatabase, enqueue, run_manage, shell_json, task_rows, wait_until
 from taskpool_operator import cli
 from taskpool_operator.probe.depth import ProbeTarget
+from taskpool_operator.probe.sql import TASK_TABLE
 from tests.integration.test_worker_runtime import scrape, value
 from tests.support.django_db import WorkerRun
 
@@ -180,7 +181,7 @@ def test_sigterm_during_a_backoff_wait_leaves_the_row_ready_with_its_run_after(
     # ...and once its backoff has passed, as ready since its run_after (not since it was first enqueued).
     with psycopg.connect(db.dsn) as conn:
         conn.execute(
-            "UPDATE django_tasks_database_dbtaskresult SET run_after = now() - interval '10 seconds',"
+            f"UPDATE {TASK_TABLE} SET run_after = now() - interval '10 seconds',"
             " enqueued_at = now() - interval '1 hour' WHERE id = %s",
             (task_id,),
         )

@@ -1,17 +1,18 @@
-"""Writing the worker Deployment: a write the API server refuses is remembered with the server's message."""
+"""Writing the pool's Deployments (workers and scheduler, through kube.write_deployment): a write the API
+server refuses, or a Deployment another controller owns, is remembered with its reason and message."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from taskpool_operator import kube
-from taskpool_operator.handlers import deployment, memory
+from taskpool_operator import kube, objects
+from taskpool_operator.handlers import deployment, memory, scheduler
 from taskpool_operator.pool import Pool
 from tests.unit.operator_samples import body
 
@@ -20,6 +21,12 @@ SERVER_MESSAGE = (
     'Deployment.apps "emails-workers" is invalid: spec.template.labels: Invalid value: "not valid!": a valid '
     "label must be an empty string or consist of alphanumeric characters"
 )
+# Both Deployments a pool owns go through the same write: (the handler that writes it, its name).
+WRITERS: list[tuple[Callable[[Pool], object], str]] = [
+    (deployment.apply, "emails-workers"),
+    (scheduler.apply, "emails-scheduler"),
+]
+WRITER_IDS = ["workers", "scheduler"]
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +34,10 @@ def fresh_memory() -> Iterator[None]:
     memory.forget(KEY)
     yield
     memory.forget(KEY)
+
+
+def pool() -> Pool:
+    return Pool.from_body(body(scheduler={"enabled": True}))
 
 
 def refusing(status: int, message: str = SERVER_MESSAGE) -> Any:
@@ -38,36 +49,109 @@ def refusing(status: int, message: str = SERVER_MESSAGE) -> Any:
     return create
 
 
-def test_a_refused_write_keeps_the_api_servers_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def created(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest, "metadata": {**manifest["metadata"], "generation": 1}}
+
+
+@pytest.fixture
+def none_live(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: None)
+
+
+@pytest.mark.usefixtures("none_live")
+@pytest.mark.parametrize(("write", "name"), WRITERS, ids=WRITER_IDS)
+def test_a_refused_write_keeps_the_api_servers_message(
+    monkeypatch: pytest.MonkeyPatch, write: Callable[[Pool], object], name: str
+) -> None:
     monkeypatch.setattr(kube, "create_deployment", refusing(422))
     with pytest.raises(kopf.TemporaryError, match="Invalid value"):
-        deployment.apply(Pool.from_body(body()))
-    problem = memory.of(KEY).deployment_error
-    assert problem is not None
+        write(pool())
+    problem = memory.of(KEY).write_refusals[name]
     assert problem.reason == "DeploymentRejected"
     assert SERVER_MESSAGE in problem.message
-    assert memory.of(KEY).applied_generation is None  # the spec did not reach the Deployment
+    assert name in problem.message
+    assert memory.of(KEY).applied_generation is None  # no spec reached the worker Deployment
+    assert memory.of(KEY).scheduler_generation is None
 
 
-def test_a_successful_write_clears_the_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: None)
+@pytest.mark.usefixtures("none_live")
+@pytest.mark.parametrize(("write", "name"), WRITERS, ids=WRITER_IDS)
+def test_a_successful_write_clears_the_refusal(
+    monkeypatch: pytest.MonkeyPatch, write: Callable[[Pool], object], name: str
+) -> None:
     monkeypatch.setattr(kube, "create_deployment", refusing(400))
     with pytest.raises(kopf.TemporaryError):
-        deployment.apply(Pool.from_body(body()))
-    monkeypatch.setattr(kube, "create_deployment", lambda manifest: {"metadata": {"generation": 1}})
-    deployment.apply(Pool.from_body(body()))
-    assert memory.of(KEY).deployment_error is None
-    assert memory.of(KEY).applied_generation == 3
+        write(pool())
+    assert name in memory.of(KEY).write_refusals
+    monkeypatch.setattr(kube, "create_deployment", created)
+    write(pool())
+    assert memory.of(KEY).write_refusals == {}
 
 
+@pytest.mark.usefixtures("none_live")
 @pytest.mark.parametrize("status", [409, 500])
-def test_errors_a_retry_may_cure_are_not_refusals(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
-    monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: None)
+@pytest.mark.parametrize(("write", "name"), WRITERS, ids=WRITER_IDS)
+def test_errors_a_retry_may_cure_are_not_refusals(
+    monkeypatch: pytest.MonkeyPatch, write: Callable[[Pool], object], name: str, status: int
+) -> None:
     monkeypatch.setattr(kube, "create_deployment", refusing(status))
     with pytest.raises((kopf.TemporaryError, ApiException)):
-        deployment.apply(Pool.from_body(body()))
-    assert memory.of(KEY).deployment_error is None
+        write(pool())
+    assert memory.of(KEY).write_refusals == {}
+
+
+@pytest.mark.parametrize(("write", "name"), WRITERS, ids=WRITER_IDS)
+def test_a_deployment_of_another_owner_is_not_written(
+    monkeypatch: pytest.MonkeyPatch, write: Callable[[Pool], object], name: str
+) -> None:
+    foreign = {"metadata": {"name": name, "ownerReferences": [{"uid": "other", "controller": True}]}}
+    monkeypatch.setattr(kube, "read_deployment", lambda namespace, read: {**foreign, "spec": {"replicas": 1}})
+    writes: list[str] = []
+    monkeypatch.setattr(kube, "replace_deployment", lambda manifest: writes.append(manifest) or manifest)
+    with pytest.raises(kopf.TemporaryError, match="not owned by this pool"):
+        write(pool())
+    assert memory.of(KEY).write_refusals[name].reason == "DeploymentNotOwned"
+    assert writes == []
+
+
+def test_a_disabled_scheduler_leaves_a_deployment_of_another_owner_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    foreign = {
+        "metadata": {"name": "emails-scheduler", "ownerReferences": [{"uid": "x", "controller": True}]}
+    }
+    monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: foreign)
+    deleted: list[str] = []
+    monkeypatch.setattr(kube, "delete_deployment", lambda namespace, name: deleted.append(name))
+    assert scheduler.apply(Pool.from_body(body())) is None
+    assert deleted == []
+    owned = {"metadata": {"name": "emails-scheduler", "ownerReferences": [objects.owner_reference(pool())]}}
+    monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: owned)
+    scheduler.apply(Pool.from_body(body()))
+    assert deleted == ["emails-scheduler"]
+
+
+def test_a_replace_keeps_what_other_controllers_put_on_the_deployment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest = objects.build_scheduler_deployment(pool())
+    live = {
+        "metadata": {
+            **manifest["metadata"],
+            "resourceVersion": "42",
+            "annotations": {"deployment.kubernetes.io/revision": "3"},
+            "labels": {"extra": "kept", objects.POOL_LABEL: "stale"},
+        }
+    }
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(kube, "replace_deployment", lambda written: sent.append(written) or written)
+    kube.write_deployment(manifest, live)
+    (written,) = sent
+    assert written["metadata"]["resourceVersion"] == "42"
+    assert written["metadata"]["annotations"] == {"deployment.kubernetes.io/revision": "3"}
+    assert written["metadata"]["labels"] == {"extra": "kept", **manifest["metadata"]["labels"]}
+    assert written["spec"] == manifest["spec"]
+    assert "resourceVersion" not in manifest["metadata"]  # the built manifest is not changed
 
 
 def test_the_rejection_message_is_the_servers_and_bounded() -> None:

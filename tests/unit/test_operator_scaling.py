@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Hashable
 from typing import Any
@@ -13,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import conditions as cond
 from taskpool_operator import kube, objects
-from taskpool_operator.handlers import indexes, memory, scaling
+from taskpool_operator.handlers import indexes, memory, scaling, scheduler
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
 from taskpool_operator.pool import Pool
 from taskpool_operator.probe.depth import PoolDepth, ProbeError, QueueDepth, WorkerTasks
@@ -300,16 +301,17 @@ def test_a_deleted_pool_says_its_busy_pods_drain(monkeypatch: pytest.MonkeyPatch
     assert len(rec.events) == 1  # nothing busy: nothing to say
 
 
+@pytest.mark.parametrize("refused", ["emails-workers", "emails-scheduler"])
 def test_a_refused_deployment_write_stalls_the_pool_and_keeps_the_rest(
-    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any, refused: str
 ) -> None:
     rec = Recorder(monkeypatch)
     mem = applied(pool_body, 2)
     hub = FakeHub(depth(ready=8, running_by={f"{BUSY_POD}-0": 1}))
     run_tick(pool_body, hub, [], WorkerDeployment(2, 2, 2))
     assert {c["type"]: c["status"] for c in rec.status["conditions"]}["Ready"] == "True"
-    message = 'the API server refused the Deployment: metadata.labels: Invalid value: "a b"'
-    mem.deployment_error = cond.Problem(cond.Reason.DEPLOYMENT_REJECTED, message)
+    message = f'the API server refused the Deployment {refused!r}: metadata.labels: Invalid value: "a b"'
+    mem.write_refusals[refused] = cond.Problem(cond.Reason.DEPLOYMENT_REJECTED, message)
     run_tick(pool_body, hub, [], WorkerDeployment(2, 2, 2))
     conditions = {c["type"]: c for c in rec.status["conditions"]}
     assert (conditions["Stalled"]["status"], conditions["Stalled"]["reason"]) == (
@@ -322,6 +324,36 @@ def test_a_refused_deployment_write_stalls_the_pool_and_keeps_the_rest(
     # Nothing else is lost: the queue is still measured and reported, the replicas kept.
     assert conditions["DatabaseReachable"]["status"] == "True"
     assert (rec.status["readyTasks"], rec.status["runningTasks"], rec.status["desiredReplicas"]) == (8, 1, 2)
+
+
+def test_a_scheduler_the_api_server_refuses_stalls_the_pool_until_it_is_written(
+    monkeypatch: pytest.MonkeyPatch, pool_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 0)
+    server_message = 'Deployment.apps "emails-scheduler" is invalid: spec.template.spec.containers[0]...'
+
+    def refused(manifest: dict[str, Any]) -> dict[str, Any]:
+        exc = ApiException(status=422, reason="Unprocessable Entity")
+        exc.body = json.dumps({"kind": "Status", "message": server_message})
+        raise exc
+
+    monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: None)
+    monkeypatch.setattr(kube, "create_deployment", refused)
+    pool = Pool.from_body({**pool_body, "spec": {**pool_body["spec"], "scheduler": {"enabled": True}}})
+    with pytest.raises(kopf.TemporaryError):
+        scheduler.apply(pool)
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
+    stalled = {c["type"]: c for c in rec.status["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "DeploymentRejected")
+    assert server_message in stalled["message"]
+    assert ("Warning", "DeploymentRejected", stalled["message"]) in rec.events
+    assert "s3cret" not in json.dumps([rec.status, rec.events])  # the pool's DSN is in none of it
+
+    monkeypatch.setattr(kube, "create_deployment", lambda manifest: manifest)
+    scheduler.apply(pool)
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
+    assert {c["type"]: c for c in rec.status["conditions"]}["Stalled"]["status"] == "False"
 
 
 def test_a_refused_scale_stalls_the_pool_until_a_scale_succeeds(

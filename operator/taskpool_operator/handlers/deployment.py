@@ -7,21 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
-from taskpool_operator.conditions import Problem, Reason
-from taskpool_operator.handlers import memory, scheduler
+from taskpool_operator.handlers import memory, scheduler, writes
 from taskpool_operator.pool import InvalidPool, Pool, replicas_to_apply
 
 logger = logging.getLogger(__name__)
-# A refused write needs a human (or a spec change, which runs the handler again at once): retried slowly.
-REJECTED_RETRY_S = 60
-
-
-def _owned_by(deployment: Mapping[str, Any], pool: Pool) -> bool:
-    owners = deployment.get("metadata", {}).get("ownerReferences") or []
-    return any(o.get("uid") == pool.uid and o.get("controller") for o in owners)
 
 
 def apply(pool: Pool) -> None:
@@ -29,40 +20,12 @@ def apply(pool: Pool) -> None:
     mem = memory.of(pool.key)
     name = objects.deployment_name(pool.name)
     live = kube.read_deployment(pool.namespace, name)
-    if live is not None and not _owned_by(live, pool):
-        mem.deployment_error = Problem(
-            Reason.DEPLOYMENT_NOT_OWNED, f"Deployment {name!r} already exists and is not owned by this pool"
-        )
-        raise kopf.TemporaryError(mem.deployment_error.message, delay=REJECTED_RETRY_S)
     live_replicas = None if live is None else live["spec"].get("replicas")
     replicas = replicas_to_apply(pool, mem.desired, live_replicas)
-    manifest = objects.build_worker_deployment(pool, replicas)
-    try:
-        if live is None:
-            result = kube.create_deployment(manifest)
-        else:
-            # Annotations and labels other controllers keep on the Deployment itself (revision...) stay.
-            metadata = manifest["metadata"]
-            metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
-            metadata["annotations"] = dict(live["metadata"].get("annotations") or {})
-            metadata["labels"] = {**(live["metadata"].get("labels") or {}), **metadata["labels"]}
-            result = kube.replace_deployment(manifest)
-    except ApiException as exc:
-        if exc.status == 409:  # changed meanwhile: retry soon
-            raise kopf.TemporaryError(f"the Deployment {name!r} changed meanwhile", delay=2) from None
-        rejection = kube.rejection_message(exc)
-        if rejection is None:
-            raise
-        # Refused (invalid, forbidden by RBAC or an admission policy...): the scaling loop reports it as
-        # Stalled with a Warning Event; the Deployment as it was, if any, keeps running.
-        mem.deployment_error = Problem(
-            Reason.DEPLOYMENT_REJECTED, f"the API server refused the Deployment {name!r}: {rejection}"
-        )
-        raise kopf.TemporaryError(mem.deployment_error.message, delay=REJECTED_RETRY_S) from None
+    result = writes.write_deployment(mem, objects.build_worker_deployment(pool, replicas), live)
     mem.desired = replicas
     mem.deployment_generation = max(mem.deployment_generation, int(result["metadata"].get("generation", 0)))
     mem.applied_generation = pool.generation
-    mem.deployment_error = None
     logger.info(
         "%s Deployment %s/%s (%d replicas)",
         "created" if live is None else "applied",

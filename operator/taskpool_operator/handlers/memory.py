@@ -19,8 +19,9 @@ class PoolMemory:
     edited it."""
     applied_generation: int | None = None
     """The pool generation whose spec the Deployment carries (status.observedGeneration)."""
-    deployment_error: Problem | None = None
-    """Why the last write of the Deployment was refused (cleared by the next write that succeeds)."""
+    write_refusals: dict[str, Problem] = dataclasses.field(default_factory=dict)
+    """Why the last write of each of the pool's Deployments (workers, scheduler; by name) was refused (cleared
+    by the next write of it that succeeds)."""
     scale_error: Problem | None = None
     """Why the last change of the Deployment's replicas was refused (cleared by the next that succeeds)."""
     secret_missing_since: float | None = None

@@ -274,7 +274,7 @@ async def _report(
         secret_missing_for_s=None
         if mem.secret_missing_since is None
         else time.monotonic() - mem.secret_missing_since,
-        write_rejected=mem.deployment_error or mem.scale_error,
+        write_rejected=next(iter(mem.write_refusals.values()), None) or mem.scale_error,
         pods_rejected=deployment.replica_failure if deployment else None,
         pod_problems=[p.problem for p in pods if p.problem is not None and not p.deleting],
     )

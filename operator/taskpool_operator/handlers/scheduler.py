@@ -7,52 +7,26 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-from kubernetes.client.exceptions import ApiException
-
 from taskpool_operator import kube, objects
-from taskpool_operator.handlers import memory
+from taskpool_operator.handlers import memory, writes
 from taskpool_operator.pool import InvalidPool, Pool
 
 logger = logging.getLogger(__name__)
 
 
-def _owned_by(deployment: Mapping[str, Any], pool: Pool) -> bool:
-    owners = deployment.get("metadata", {}).get("ownerReferences") or []
-    return any(o.get("uid") == pool.uid and o.get("controller") for o in owners)
-
-
 def apply(pool: Pool) -> dict[str, Any] | None:
     """Makes the scheduler Deployment what the pool's spec says (deleted when disabled); status.scheduler."""
-    mem = memory.of((pool.namespace, pool.name))
+    mem = memory.of(pool.key)
     name = objects.scheduler_deployment_name(pool.name)
     live = kube.read_deployment(pool.namespace, name)
-    if live is not None and not _owned_by(live, pool):
-        raise kopf.TemporaryError(
-            f"Deployment {name!r} already exists and is not owned by this pool", delay=30
-        )
     if not pool.scheduler_enabled:
         mem.scheduler_generation = None
-        if live is not None:
+        mem.write_refusals.pop(name, None)
+        if live is not None and objects.controller_uid(live) == pool.uid:  # someone else's is left alone
             kube.delete_deployment(pool.namespace, name)
             logger.info("deleted scheduler Deployment %s/%s", pool.namespace, name)
         return None
-    manifest = objects.build_scheduler_deployment(pool)
-    try:
-        if live is None:
-            result = kube.create_deployment(manifest)
-        else:
-            metadata = manifest["metadata"]
-            metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
-            metadata["annotations"] = dict(live["metadata"].get("annotations") or {})
-            metadata["labels"] = {**(live["metadata"].get("labels") or {}), **metadata["labels"]}
-            result = kube.replace_deployment(manifest)
-    except ApiException as exc:
-        if exc.status in (409, 422):
-            raise kopf.TemporaryError(
-                f"the Deployment {name!r} was not written: {exc.reason}", delay=2 if exc.status == 409 else 30
-            ) from None
-        raise
+    result = writes.write_deployment(mem, objects.build_scheduler_deployment(pool), live)
     mem.scheduler_generation = int(result["metadata"].get("generation", 0))
     logger.info(
         "%s scheduler Deployment %s/%s", "created" if live is None else "applied", pool.namespace, name
