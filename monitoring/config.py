@@ -32,6 +32,7 @@ PROBE_DURATION = "taskpool_probe_duration_seconds"
 PROBE_ERRORS = "taskpool_probe_errors_total"
 RECONCILE_ERRORS = "taskpool_reconcile_errors_total"
 OPERATOR_BUILD_INFO = "taskpool_operator_build_info"
+SCHEDULER_READY_REPLICAS = "taskpool_pool_scheduler_ready_replicas"
 
 # Worker runtime metrics (per pod; the PodMonitor adds namespace, pool and pod).
 STARTED = "taskpool_worker_tasks_started_total"
@@ -52,6 +53,7 @@ SCHEDULE_NEXT_FIRE = "taskpool_schedule_next_fire_timestamp_seconds"
 SCHEDULE_PERIOD = "taskpool_schedule_period_seconds"
 SCHEDULE_FIRES = "taskpool_schedule_fires_total"
 SCHEDULE_MISFIRES = "taskpool_schedule_misfires_total"
+SCHEDULER_LAST_TICK = "taskpool_scheduler_last_tick_timestamp_seconds"
 RETENTION_PRUNED = "taskpool_retention_rows_pruned_total"
 RETENTION_OLDEST_FINISHED_AGE = "taskpool_retention_oldest_finished_age_seconds"
 
@@ -275,6 +277,27 @@ ALERTS: tuple[Alert, ...] = (
         params=(
             Param("periods", 2, "Periods of the schedule without a fire from which it fires."),
             _for("1m"),
+        ),
+    ),
+    Alert(
+        name="TaskpoolSchedulerDown",
+        values_key="schedulerDown",
+        severity="critical",
+        # The operator's gauge outlives the scheduler pod (whose own series vanish with it); the heartbeat
+        # catches a scheduler that runs but no longer looks at its schedules.
+        expr=(
+            f"max by (namespace, pool) ({SCHEDULER_READY_REPLICAS}) < 1\n"
+            f"or\ntime() - max by (namespace, pool) ({SCHEDULER_LAST_TICK}) > ${{staleSeconds}}"
+        ),
+        summary="The scheduler of pool {{ $labels.namespace }}/{{ $labels.pool }} is down.",
+        description=(
+            "Pool {{ $labels.namespace }}/{{ $labels.pool }} has spec.scheduler enabled but no ready scheduler "
+            "pod, or its scheduler stopped looking at its schedules: no periodic task of the pool is enqueued "
+            "and retention prunes nothing."
+        ),
+        params=(
+            Param("staleSeconds", 120, "Seconds without a scheduler heartbeat from which it counts as down."),
+            _for("5m"),
         ),
     ),
 )

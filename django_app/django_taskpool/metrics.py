@@ -32,7 +32,9 @@ SECONDS_BUCKETS = (
 )  # fmt: skip
 
 TASK_LABELS = ("task", "queue", "backend")
+STARTED = "taskpool_worker_tasks_started"
 RETRIES = "taskpool_worker_task_retries"
+RETRY_OUTCOMES = ("retried", "exhausted")
 RETRIES_HELP = (
     "Failed attempts of tasks with a retry policy, by outcome: retried (READY again after a backoff) or "
     "exhausted (no attempt left: stored FAILED)."
@@ -45,7 +47,7 @@ class TaskMetrics:
 
     def __init__(self) -> None:
         self.started = Counter(
-            "taskpool_worker_tasks_started",
+            STARTED,
             "Tasks this pod's worker processes started.",
             TASK_LABELS,
             registry=None,
@@ -104,6 +106,11 @@ class TaskMetrics:
                 self.started.labels(*labels),
                 self.queue_wait.labels(*labels),
             )
+            # From the task's first start, at 0: increase() and rate() then see its first finish of each
+            # outcome (the failure ratio) and its first soft limit.
+            for outcome in OUTCOMES:
+                self.finished.labels(*labels, outcome)
+            self.soft_time_limits.labels(*labels)
         started, queue_wait = children
         started.inc()
         wait = queue_wait_seconds(task_result)
@@ -132,11 +139,15 @@ def task_labels(task_result: AnyTaskResult) -> tuple[str, str, str]:
     return task.module_path, task.queue_name, task_result.backend
 
 
+OUTCOMES = ("successful", "failed", "retried")
+
+
 def outcome_of(task_result: AnyTaskResult) -> str:
     """`retried`: the attempt failed and the row is READY again for a later one (django_taskpool.retries)."""
+    successful, failed, retried = OUTCOMES
     if task_result.status == TaskResultStatus.SUCCESSFUL:
-        return "successful"
-    return "retried" if task_result.status == TaskResultStatus.READY else "failed"
+        return successful
+    return retried if task_result.status == TaskResultStatus.READY else failed
 
 
 def _seconds_between(start: datetime.datetime | None, end: datetime.datetime | None) -> float | None:
@@ -195,17 +206,9 @@ def build_info_labels() -> dict[str, str]:
 class SupervisorCollector(Collector):
     """The supervisor's own figures, computed at scrape time from its state (no multiprocess files)."""
 
-    def __init__(
-        self,
-        restarts: Callable[[], int],
-        processes: Callable[[], int],
-        tasks_lost: Callable[[], Mapping[tuple[str, str, str, str], int]],
-        time_limit_kills: Callable[[], Mapping[tuple[str, str, str], int]],
-    ) -> None:
+    def __init__(self, restarts: Callable[[], int], processes: Callable[[], int]) -> None:
         self._restarts = restarts
         self._processes = processes
-        self._tasks_lost = tasks_lost
-        self._time_limit_kills = time_limit_kills
         self._build_info = build_info_labels()
 
     def collect(self) -> Iterable[Metric]:
@@ -217,22 +220,6 @@ class SupervisorCollector(Collector):
         yield GaugeMetricFamily(
             "taskpool_worker_processes", "Worker processes alive now.", value=self._processes()
         )
-        lost = CounterMetricFamily(
-            "taskpool_worker_tasks_lost",
-            "Tasks whose worker process died while running them, resolved by the supervisor, by action.",
-            labels=[*TASK_LABELS, "action"],
-        )
-        for labels, count in self._tasks_lost().items():
-            lost.add_metric(list(labels), count)
-        yield lost
-        kills = CounterMetricFamily(
-            "taskpool_worker_time_limit_kills",
-            "Tasks stopped at their hard time limit (process killed, task stored FAILED TimeLimitExceeded).",
-            labels=list(TASK_LABELS),
-        )
-        for killed_labels, count in self._time_limit_kills().items():
-            kills.add_metric(list(killed_labels), count)
-        yield kills
         info = GaugeMetricFamily(
             "taskpool_worker_build_info", "Versions of the worker runtime.", labels=list(self._build_info)
         )
@@ -240,27 +227,81 @@ class SupervisorCollector(Collector):
         yield info
 
 
-class WithSupervisorRetries(Collector):
-    """The worker processes' metrics, with the retries the supervisor decided (tasks of dead processes) added
-    to the processes' `taskpool_worker_task_retries`: one family, as two of one name are an invalid page."""
+type TaskKey = tuple[str, str, str]  # task, queue, backend
+type TaskOutcomeKey = tuple[str, str, str, str]  # task, queue, backend, outcome or action
+
+
+class WithSupervisorCounts(Collector):
+    """The worker processes' metrics with the per-task counters the supervisor keeps: tasks lost and
+    time-limit kills, and the retries it decided (tasks of dead processes) added to the processes'
+    `taskpool_worker_task_retries` (one family: two of one name are an invalid page).
+
+    Every task this pod has started (`taskpool_worker_tasks_started_total`) has each of these series, at 0
+    until its first event: a series born with the value 1 would hide that first event from increase() and
+    rate(), and so from the alerts on them."""
 
     def __init__(
-        self, processes: Collector, retries: Callable[[], Mapping[tuple[str, str, str, str], int]]
+        self,
+        processes: Collector,
+        *,
+        retries: Callable[[], Mapping[TaskOutcomeKey, int]],
+        tasks_lost: Callable[[], Mapping[TaskOutcomeKey, int]],
+        time_limit_kills: Callable[[], Mapping[TaskKey, int]],
+        lost_actions: Iterable[str],
     ) -> None:
         self._processes = processes
         self._retries = retries
+        self._tasks_lost = tasks_lost
+        self._time_limit_kills = time_limit_kills
+        self._lost_actions = tuple(lost_actions)
 
     def collect(self) -> Iterable[Metric]:
-        totals = {labels: float(count) for labels, count in self._retries().items()}
+        started: set[TaskKey] = set()
+        retries: dict[TaskOutcomeKey, float] = {key: float(count) for key, count in self._retries().items()}
         for metric in self._processes.collect():
+            if metric.name == STARTED:
+                started.update(_task_key(sample.labels) for sample in metric.samples)
             if metric.name != RETRIES:
                 yield metric
                 continue
             for sample in metric.samples:
-                task, queue, backend, outcome = (sample.labels[name] for name in (*TASK_LABELS, "outcome"))
-                key = (task, queue, backend, outcome)
-                totals[key] = totals.get(key, 0.0) + sample.value
-        family = CounterMetricFamily(RETRIES, RETRIES_HELP, labels=[*TASK_LABELS, "outcome"])
-        for labels, count in totals.items():
-            family.add_metric(list(labels), count)
-        yield family
+                key = (*_task_key(sample.labels), sample.labels["outcome"])
+                retries[key] = retries.get(key, 0.0) + sample.value
+        yield _counter(
+            RETRIES, RETRIES_HELP, ("outcome",), _seeded(retries, _with_each(started, RETRY_OUTCOMES))
+        )
+        yield _counter(
+            "taskpool_worker_tasks_lost",
+            "Tasks whose worker process died while running them, resolved by the supervisor, by action.",
+            ("action",),
+            _seeded(self._tasks_lost(), _with_each(started, self._lost_actions)),
+        )
+        yield _counter(
+            "taskpool_worker_time_limit_kills",
+            "Tasks stopped at their hard time limit (process killed, task stored FAILED TimeLimitExceeded).",
+            (),
+            _seeded(self._time_limit_kills(), started),
+        )
+
+
+def _task_key(labels: Mapping[str, str]) -> TaskKey:
+    task, queue, backend = (labels[name] for name in TASK_LABELS)
+    return task, queue, backend
+
+
+def _with_each(tasks: Iterable[TaskKey], values: Iterable[str]) -> list[TaskOutcomeKey]:
+    return [(task, queue, backend, value) for task, queue, backend in tasks for value in values]
+
+
+def _seeded[K: tuple[str, ...]](counts: Mapping[K, float], zeros: Iterable[K]) -> dict[K, float]:
+    """`counts`, with a 0 for each of `zeros` it has no count for yet."""
+    return {**dict.fromkeys(zeros, 0.0), **counts}
+
+
+def _counter[K: tuple[str, ...]](
+    name: str, documentation: str, extra_labels: tuple[str, ...], counts: Mapping[K, float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[*TASK_LABELS, *extra_labels])
+    for labels, count in counts.items():
+        family.add_metric(list(labels), count)
+    return family

@@ -52,6 +52,11 @@ class SchedulerMetrics:
             ("schedule",),
             registry=registry,
         )
+        self.last_tick = Gauge(
+            "taskpool_scheduler_last_tick_timestamp_seconds",
+            "When this scheduler last looked at every schedule (its heartbeat), as a Unix time.",
+            registry=registry,
+        )
         self.fires = Counter(
             "taskpool_schedule_fires",
             "Fires this scheduler enqueued (summed over schedulers: every fire once).",
@@ -142,6 +147,7 @@ class Scheduler:
         for bound in self.schedules:
             self._tick_schedule(bound, now)
         self._last_tick = time.monotonic()
+        self.metrics.last_tick.set(now.timestamp())
 
     def _tick_schedule(self, bound: BoundSchedule, now: datetime.datetime) -> None:
         schedule = bound.schedule

@@ -53,7 +53,7 @@ from django_taskpool.config import LoopOptions, WorkerConfig
 from django_taskpool.database import database_problem
 from django_taskpool.exceptions import TimeLimitExceeded, WorkerLost
 from django_taskpool.heartbeat import Heartbeat
-from django_taskpool.metrics import SupervisorCollector, WithSupervisorRetries
+from django_taskpool.metrics import SupervisorCollector, WithSupervisorCounts
 from django_taskpool.recovery import LostAction, ResolvedTask
 from django_taskpool.retries import Policies, jitter_draw
 from django_taskpool.worker_ids import is_worker_of_pod, worker_ids
@@ -196,15 +196,16 @@ class Supervisor:
     def registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
         processes = MultiProcessCollector(None, path=str(self._metrics_dir))  # type: ignore[no-untyped-call]
-        registry.register(WithSupervisorRetries(processes, lambda: dict(self.retries)))
         registry.register(
-            SupervisorCollector(
-                restarts=lambda: self.restarts,
-                processes=self.processes_alive,
+            WithSupervisorCounts(
+                processes,
+                retries=lambda: dict(self.retries),
                 tasks_lost=lambda: dict(self.tasks_lost),
                 time_limit_kills=lambda: dict(self.time_limit_kills),
+                lost_actions=[action.value for action in LostAction],
             )
         )
+        registry.register(SupervisorCollector(restarts=lambda: self.restarts, processes=self.processes_alive))
         return registry
 
     def processes_alive(self) -> int:

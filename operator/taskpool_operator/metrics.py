@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -69,6 +70,12 @@ pool_ready_replicas = Gauge(
 )
 pool_min_replicas = Gauge("taskpool_pool_min_replicas", "The pool's minReplicas.", _POOL, registry=REGISTRY)
 pool_max_replicas = Gauge("taskpool_pool_max_replicas", "The pool's maxReplicas.", _POOL, registry=REGISTRY)
+pool_scheduler_ready_replicas = Gauge(
+    "taskpool_pool_scheduler_ready_replicas",
+    "Ready pods of the pool's scheduler Deployment; only pools with spec.scheduler.enabled have the series.",
+    _POOL,
+    registry=REGISTRY,
+)
 pool_database_reachable = Gauge(
     "taskpool_pool_database_reachable", "1 when the pool's task table can be read.", _POOL, registry=REGISTRY
 )
@@ -103,11 +110,19 @@ operator_build_info = Gauge(
 operator_build_info.labels(version=__version__).set(1)
 
 _STATUSES = tuple(cond.Status)
+SCALE_DIRECTIONS = ("up", "down")
 _queues_seen: dict[tuple[str, str], set[str]] = {}
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other pods
     start_http_server(port, addr=address, registry=REGISTRY)
+
+
+def start_pool(namespace: str, pool: str) -> None:
+    """The pool's scale counters exist at 0 from when the operator takes the pool on, so that increase() and
+    rate() see its first scale."""
+    for direction in SCALE_DIRECTIONS:
+        scale_events.labels(namespace, pool, direction)
 
 
 def record_queues(
@@ -138,6 +153,14 @@ def record_replicas(
     pool_max_replicas.labels(namespace, pool).set(maximum)
 
 
+def record_scheduler(namespace: str, pool: str, status: Mapping[str, Any] | None) -> None:
+    """From status.scheduler: the scheduler's ready pods, or no series when the pool runs no scheduler."""
+    if status is None:
+        _remove(pool_scheduler_ready_replicas, namespace, pool)
+    else:
+        pool_scheduler_ready_replicas.labels(namespace, pool).set(status["readyReplicas"])
+
+
 def record_conditions(namespace: str, pool: str, conditions: list[dict[str, object]]) -> None:
     for condition in conditions:
         for status in _STATUSES:
@@ -161,12 +184,13 @@ def forget_pool(namespace: str, pool: str) -> None:
         pool_min_replicas,
         pool_max_replicas,
         pool_database_reachable,
+        pool_scheduler_ready_replicas,
     ):
         _remove(gauge, namespace, pool)
     for condition_type in cond.TYPES:
         for status in _STATUSES:
             _remove(pool_condition, namespace, pool, condition_type, status)
-    for direction in ("up", "down"):
+    for direction in SCALE_DIRECTIONS:
         _remove(scale_events, namespace, pool, direction)
     for action in RECOVERY_ACTIONS:
         _remove(orphaned_tasks_recovered, namespace, pool, action.lower())

@@ -92,6 +92,36 @@ def test_a_deployment_the_api_server_refuses_stalls_the_pool_and_keeps_the_runni
     assert deployment["spec"]["template"]["metadata"]["labels"]["team"] == "web-shop"
 
 
+def test_a_scheduler_deployment_the_api_server_refuses_stalls_the_pool(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    # The CRD takes each quantity on its own; the API server refuses requests above their limits.
+    refused = {"enabled": True, "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}
+    manifest = h.pool_manifest(
+        "cron", "db", scaling={"minReplicas": 0, "pollInterval": "1s"}, scheduler=refused
+    )
+    h.create_pool(cluster, namespace, manifest)
+    pool = h.wait_for_condition(
+        cluster, namespace, "cron", "Stalled", timeout=60, status="True", reason="DeploymentRejected"
+    )
+    message = h.condition(pool, "Stalled")["message"]
+    assert "cron-scheduler" in message, message
+    assert "must be less than or equal to cpu limit" in message, message  # the API server's own words
+    (event,) = h.wait_until(
+        lambda: warnings(cluster, namespace, "cron", "DeploymentRejected"), 30, "the DeploymentRejected Event"
+    )
+    assert "must be less than or equal to cpu limit" in event
+    assert h.get_deployment(cluster, namespace, "cron-scheduler") is None
+    assert h.get_deployment(cluster, namespace, "cron-workers") is not None  # the workers are written
+
+    # Fixing the spec is enough.
+    cluster.rest.patch(
+        h.pools_path(namespace, "cron"), {"spec": {"scheduler": {"resources": {"requests": {"cpu": "1"}}}}}
+    )
+    h.wait_for_condition(cluster, namespace, "cron", "Stalled", timeout=90, status="False")
+    assert h.get_deployment(cluster, namespace, "cron-scheduler") is not None
+
+
 def test_worker_pods_refused_by_admission_stall_the_pool(
     cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
 ) -> None:

@@ -57,4 +57,20 @@ def test_worker_exposition_passes_promtool_and_has_the_series_we_query(
         assert found, f"{name} missing from the worker's /metrics"
         assert set(found[0].labels) == labels, name
     assert sum(s.value for s in samples if s.name == config.FINISHED) == len(ids)
-    assert {s.labels["outcome"] for s in samples if s.name == config.FINISHED} <= {"successful", "failed"}
+    assert {s.labels["outcome"] for s in samples if s.name == config.FINISHED and s.value} <= {
+        "successful",
+        "failed",
+    }
+    # The per-task counters alerts read with increase() exist at 0 for every started task before their first
+    # event (none happened here), so that first event counts.
+    started = {(s.labels["task"], s.labels["queue"]) for s in samples if s.name == config.STARTED}
+    assert len(started) == 2
+    for name in (config.TIME_LIMIT_KILLS, config.TASKS_LOST, config.SOFT_TIME_LIMITS):
+        zero = {(s.labels["task"], s.labels["queue"]) for s in samples if s.name == name and s.value == 0}
+        assert zero == started, name
+    exhausted = {
+        (s.labels["task"], s.labels["queue"])
+        for s in samples
+        if s.name == config.RETRIES and s.labels["outcome"] == "exhausted"
+    }
+    assert exhausted == started

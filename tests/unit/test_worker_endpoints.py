@@ -25,9 +25,7 @@ State = dict[str, Any]
 def server() -> Iterator[tuple[str, State]]:
     state: State = {"live": True, "ready": True}
     registry = CollectorRegistry()
-    registry.register(
-        SupervisorCollector(restarts=lambda: 0, processes=lambda: 1, tasks_lost=dict, time_limit_kills=dict)
-    )
+    registry.register(SupervisorCollector(restarts=lambda: 0, processes=lambda: 1))
 
     def liveness() -> tuple[bool, dict[str, Any]]:
         if state.get("raise"):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.tasks import TaskResultStatus
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from django_taskpool import metrics
 
@@ -87,9 +91,14 @@ def test_recorded_series_have_the_contract_names_and_bounded_labels() -> None:
         "taskpool_worker_last_poll_timestamp_seconds",
     }
     finished = [s for s in families["taskpool_worker_tasks_finished"].samples if s.name.endswith("_total")]
-    assert [(s.labels, s.value) for s in finished] == [
-        ({"task": "app.tasks.report", "queue": "reports", "backend": "default", "outcome": "failed"}, 1.0)
+    task = {"task": "app.tasks.report", "queue": "reports", "backend": "default"}
+    # Every outcome of a started task is a series, at 0 until its first finish of that outcome.
+    assert sorted((s.labels["outcome"], s.value) for s in finished if s.labels.items() >= task.items()) == [
+        ("failed", 1.0),
+        ("retried", 0.0),
+        ("successful", 0.0),
     ]
+    assert len(finished) == 3
     wait = {s.name: s.value for s in families["taskpool_worker_task_queue_wait_seconds"].samples}
     assert wait["taskpool_worker_task_queue_wait_seconds_sum"] == 10.0
 
@@ -115,31 +124,103 @@ def test_task_line_carries_id_path_queue_outcome_and_duration(caplog: pytest.Log
     assert record.__dict__["worker_id"] == "pod-0"
 
 
-def test_supervisor_collector() -> None:
+def samples_of(*collectors: Collector) -> list[Sample]:
     registry = CollectorRegistry()
-    registry.register(
-        metrics.SupervisorCollector(
-            restarts=lambda: 2,
-            processes=lambda: 3,
-            tasks_lost=lambda: {("app.tasks.a", "emails", "default", "fail"): 4},
-            time_limit_kills=lambda: {("app.tasks.b", "default", "default"): 1},
-        )
-    )
+    for collector in collectors:
+        registry.register(collector)
+    return [s for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples]
+
+
+def test_supervisor_collector() -> None:
     samples = {
-        s.name: s
-        for f in text_string_to_metric_families(generate_latest(registry).decode())
-        for s in f.samples
+        s.name: s for s in samples_of(metrics.SupervisorCollector(restarts=lambda: 2, processes=lambda: 3))
     }
     assert samples["taskpool_worker_process_restarts_total"].value == 2
     assert samples["taskpool_worker_processes"].value == 3
-    lost = samples["taskpool_worker_tasks_lost_total"]
-    assert (lost.value, lost.labels) == (
-        4,
-        {"task": "app.tasks.a", "queue": "emails", "backend": "default", "action": "fail"},
-    )
-    kills = samples["taskpool_worker_time_limit_kills_total"]
-    assert (kills.value, kills.labels) == (
-        1,
-        {"task": "app.tasks.b", "queue": "default", "backend": "default"},
-    )
     assert samples["taskpool_worker_build_info"].labels["django_tasks_db_version"] == "0.13.0"
+
+
+class ProcessMetrics(Collector):
+    """What the worker processes' multiprocess files hold: the given task started once, and its retries."""
+
+    def __init__(self, started: list[tuple[str, str, str]], retries: dict[tuple[str, ...], float]) -> None:
+        self.started = started
+        self.retries = retries
+
+    def collect(self) -> Iterable[Metric]:
+        started = CounterMetricFamily(metrics.STARTED, "", labels=list(metrics.TASK_LABELS))
+        for labels in self.started:
+            started.add_metric(list(labels), 1)
+        yield started
+        retries = CounterMetricFamily(metrics.RETRIES, "", labels=[*metrics.TASK_LABELS, "outcome"])
+        for retry_labels, count in self.retries.items():
+            retries.add_metric(list(retry_labels), count)
+        yield retries
+
+
+TASK = ("app.tasks.report", "reports", "default")
+OTHER = ("app.tasks.email", "emails", "default")
+
+
+def per_task_counts(
+    processes: Collector,
+    lost: dict[tuple[str, str, str, str], int] | None = None,
+    kills: dict[tuple[str, str, str], int] | None = None,
+    retries: dict[tuple[str, str, str, str], int] | None = None,
+) -> dict[tuple[str, tuple[str, ...]], float]:
+    collector = metrics.WithSupervisorCounts(
+        processes,
+        retries=lambda: retries or {},
+        tasks_lost=lambda: lost or {},
+        time_limit_kills=lambda: kills or {},
+        lost_actions=["fail", "requeue"],
+    )
+    return {
+        (s.name, label_values(s.labels)): s.value for s in samples_of(collector) if s.name.endswith("_total")
+    }
+
+
+def label_values(labels: dict[str, str]) -> tuple[str, ...]:
+    """task, queue, backend, then the further label (the exposition sorts labels by name)."""
+    further = tuple(value for name, value in labels.items() if name not in metrics.TASK_LABELS)
+    return tuple(labels[name] for name in metrics.TASK_LABELS) + further
+
+
+def test_per_task_counters_of_a_started_task_exist_at_zero_before_their_first_event() -> None:
+    counts = per_task_counts(ProcessMetrics(started=[TASK], retries={}))
+    assert counts == {
+        ("taskpool_worker_tasks_started_total", TASK): 1,
+        ("taskpool_worker_task_retries_total", (*TASK, "retried")): 0,
+        ("taskpool_worker_task_retries_total", (*TASK, "exhausted")): 0,
+        ("taskpool_worker_tasks_lost_total", (*TASK, "fail")): 0,
+        ("taskpool_worker_tasks_lost_total", (*TASK, "requeue")): 0,
+        ("taskpool_worker_time_limit_kills_total", TASK): 0,
+    }
+
+
+def test_per_task_counters_add_the_supervisors_counts_to_the_processes() -> None:
+    counts = per_task_counts(
+        ProcessMetrics(started=[TASK], retries={(*TASK, "retried"): 2}),
+        lost={(*OTHER, "fail"): 4},
+        kills={TASK: 1},
+        retries={(*TASK, "retried"): 1, (*OTHER, "exhausted"): 1},
+    )
+    assert counts[("taskpool_worker_task_retries_total", (*TASK, "retried"))] == 3
+    assert counts[("taskpool_worker_task_retries_total", (*TASK, "exhausted"))] == 0
+    assert counts[("taskpool_worker_task_retries_total", (*OTHER, "exhausted"))] == 1
+    assert counts[("taskpool_worker_tasks_lost_total", (*OTHER, "fail"))] == 4
+    assert counts[("taskpool_worker_tasks_lost_total", (*TASK, "fail"))] == 0
+    assert counts[("taskpool_worker_time_limit_kills_total", TASK)] == 1
+
+
+def test_a_started_task_has_its_soft_time_limit_series_at_zero() -> None:
+    task_metrics = metrics.TaskMetrics()
+    assert [s for m in task_metrics.soft_time_limits.collect() for s in m.samples] == []
+    task_metrics.record_started(result())
+    (soft,) = [
+        s for m in task_metrics.soft_time_limits.collect() for s in m.samples if s.name.endswith("_total")
+    ]
+    assert (soft.labels, soft.value) == (
+        {"task": "app.tasks.report", "queue": "reports", "backend": "default"},
+        0,
+    )

@@ -367,6 +367,7 @@ async def run(
     hub: ProbeHub = memo["hub"]
     mem = memory.of(key)
     mem.last_status = dict(body.get("status") or {})  # Events only for transitions since the last write
+    metrics.start_pool(*key)
     secret = _Secret()
     try:
         while not stopped:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from taskpool_operator import kube, objects
+from taskpool_operator import kube, metrics, objects
 from taskpool_operator.handlers import memory, writes
 from taskpool_operator.pool import InvalidPool, Pool
 
@@ -16,6 +16,12 @@ logger = logging.getLogger(__name__)
 
 def apply(pool: Pool) -> dict[str, Any] | None:
     """Makes the scheduler Deployment what the pool's spec says (deleted when disabled); status.scheduler."""
+    status = _apply(pool)
+    metrics.record_scheduler(pool.namespace, pool.name, status)
+    return status
+
+
+def _apply(pool: Pool) -> dict[str, Any] | None:
     mem = memory.of(pool.key)
     name = objects.scheduler_deployment_name(pool.name)
     live = kube.read_deployment(pool.namespace, name)
@@ -60,4 +66,6 @@ def on_event(event: Mapping[str, Any], **_: Any) -> None:
         )
         kube.patch_pool_status(namespace, pool_name, {"scheduler": apply(pool)})
         return
-    kube.patch_pool_status(namespace, pool_name, {"scheduler": objects.build_scheduler_status(deployment)})
+    status = objects.build_scheduler_status(deployment)
+    metrics.record_scheduler(namespace, pool_name, status)
+    kube.patch_pool_status(namespace, pool_name, {"scheduler": status})
