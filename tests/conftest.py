@@ -8,7 +8,7 @@ import pytest
 
 from devdb import postgres
 
-pytest_plugins = ["tests.support.django_db", "tests.support.cluster"]
+pytest_plugins = ["tests.support.django_db", "tests.support.cluster", "tests.support.operator"]
 
 
 @pytest.fixture(scope="session")

@@ -83,12 +83,6 @@ def release(namespace: str) -> str:
     return f"tp-{namespace.removeprefix('test-')}"
 
 
-@pytest.fixture
-def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase) -> MigratedDatabase:
-    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
-    return migrated_database
-
-
 def pool_values(namespace: str, **scaling: str) -> str:
     spec = h.pool_manifest(POOL, "db", scaling={"minReplicas": 1, "maxReplicas": 3, **scaling})["spec"]
     return "pools=" + json.dumps([{"name": POOL, "spec": spec}])

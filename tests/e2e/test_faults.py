@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster import fault_scenarios as faults
-from devcluster import operator_harness as h
 from devcluster.control_plane import LocalCluster
 from devdb.demo_project import MigratedDatabase
 
@@ -21,11 +20,6 @@ pytestmark = pytest.mark.e2e
 
 # Waits, not assertions of speed: the machine running the suite may be busy.
 TIMEOUT_S = 600
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: LocalCluster) -> None:
-    h.install_crd(cluster)
 
 
 @pytest.fixture

@@ -231,14 +231,6 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prom
         stop_process(prometheus.process)
 
 
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str) -> Iterator[harness.OperatorProcess]:
-    """`taskpool-operator run` watching `namespace` of the local cluster, as a local process."""
-    harness.install_crd(cluster)
-    with harness.running_operator(cluster, namespace) as running:
-        yield running
-
-
 def create_pool(cluster: LocalCluster, namespace: str, name: str, database_url: str) -> None:
     harness.create_dsn_secret(cluster, namespace, f"{name}-db", database_url)
     manifest = harness.pool_manifest(

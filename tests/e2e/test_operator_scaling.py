@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,21 +23,9 @@ from taskpool_operator import objects, workers
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def crd_installed(cluster: LocalCluster) -> None:
-    h.install_crd(cluster)
-
-
 @pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, crd_installed: None) -> Iterator[OperatorProcess]:
-    with h.running_operator(cluster, namespace, "--log-level", "debug") as running:
-        yield running
-
-
-@pytest.fixture
-def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase) -> MigratedDatabase:
-    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
-    return migrated_database
+def operator_args() -> tuple[str, ...]:
+    return ("--log-level", "debug")
 
 
 def _events(cluster: LocalCluster, namespace: str, pool: str, reason: str) -> list[dict]:

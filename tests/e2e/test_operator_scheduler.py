@@ -9,7 +9,6 @@ project (tests/cluster/images.py) on a migrated test database, in a namespace en
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -27,15 +26,9 @@ SCHEDULES = {
 }
 
 
-@pytest.fixture(scope="module")
-def crd_installed(cluster: LocalCluster) -> None:
-    h.install_crd(cluster)
-
-
 @pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, crd_installed: None) -> Iterator[OperatorProcess]:
-    with h.running_operator(cluster, namespace, "--log-level", "debug") as running:
-        yield running
+def operator_args() -> tuple[str, ...]:
+    return ("--log-level", "debug")
 
 
 def scheduled_tasks(dsn: str) -> list[tuple[str, str, list[str]]]:
@@ -50,9 +43,8 @@ def scheduled_tasks(dsn: str) -> list[tuple[str, str, list[str]]]:
 
 
 def test_scheduler_fires_while_the_pool_is_at_zero_and_the_task_wakes_the_pool(
-    cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase, operator: OperatorProcess
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
 ) -> None:
-    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
     env = [
         {"name": "TASKPOOL_DEMO_EMAIL_BACKEND", "value": "locmem"},
         {"name": "TASKPOOL_DEMO_SCHEDULES", "value": json.dumps(SCHEDULES)},
@@ -91,7 +83,7 @@ def test_scheduler_fires_while_the_pool_is_at_zero_and_the_task_wakes_the_pool(
 
     # A fire enqueues the task, the pool scales from zero, a worker pod of the pool runs it.
     tasks = h.wait_until(
-        lambda: [t for t in scheduled_tasks(migrated_database.dsn) if t[1] == "SUCCESSFUL"],
+        lambda: [t for t in scheduled_tasks(database.dsn) if t[1] == "SUCCESSFUL"],
         240,
         "a scheduled task run by a worker",
     )

@@ -7,8 +7,6 @@ namespace enforces Pod Security "restricted".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from devcluster import operator_harness as h
@@ -17,23 +15,6 @@ from devcluster.operator_harness import OperatorProcess
 from devdb.demo_project import MigratedDatabase
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: LocalCluster) -> None:
-    h.install_crd(cluster)
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, crd_installed: None) -> Iterator[OperatorProcess]:
-    with h.running_operator(cluster, namespace) as running:
-        yield running
-
-
-@pytest.fixture
-def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase) -> MigratedDatabase:
-    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
-    return migrated_database
 
 
 def warnings(cluster: LocalCluster, namespace: str, pool: str, reason: str) -> list[str]:

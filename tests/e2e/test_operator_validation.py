@@ -16,11 +16,6 @@ from devcluster.rest import ApiError
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def crd_installed(cluster: LocalCluster) -> None:
-    h.install_crd(cluster)
-
-
 def _with(changes: dict[str, Any]) -> dict[str, Any]:
     manifest = h.pool_manifest("checked", "db")
     for path, value in changes.items():

@@ -13,7 +13,6 @@ import os
 import signal
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,6 @@ POOL = "childfaults"
 TASKS = 24
 KILLS = 3
 WORKER_LOST = "django_taskpool.exceptions.WorkerLost"
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: LocalCluster) -> None:
-    h.install_crd(cluster)
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, crd_installed: None) -> Iterator[OperatorProcess]:
-    with h.running_operator(cluster, namespace) as running:
-        yield running
-
-
-@pytest.fixture
-def database(cluster: LocalCluster, namespace: str, migrated_database: MigratedDatabase) -> MigratedDatabase:
-    h.create_dsn_secret(cluster, namespace, "db", migrated_database.url)
-    return migrated_database
 
 
 def worker_pods(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
