@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -78,4 +80,32 @@ def test_metrics_port_in_use(migrated_database: MigratedDatabase) -> None:
         completed = worker(migrated_database.url, f"--metrics-port={port}", "--metrics-address=127.0.0.1")
     assert completed.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+SLOW = "taskpool_demo.tasks.slow"
+FLAKY = "taskpool_demo.tasks.flaky"
+
+
+@pytest.mark.parametrize(
+    ("setting", "options", "message"),
+    [
+        ("TIME_LIMITS", {SLOW: {"time_limit": 5, "soft_time_limit": 10}}, "must be below time_limit"),
+        ("TIME_LIMITS", {SLOW: {"timeout": 5}}, "keys time_limit and/or soft_time_limit"),
+        ("RETRIES", {FLAKY: {"max_attempts": 0}}, "max_attempts must be a whole number"),
+        ("RETRIES", {FLAKY: {"retry_on": ["no.such.Error"]}}, "cannot import 'no.such.Error'"),
+        ("RETRIES", {FLAKY: {"attempts": 3}}, "unknown retry option(s) attempts"),
+    ],
+)
+def test_a_bad_task_option_setting_is_refused_at_start(
+    migrated_database: MigratedDatabase, setting: str, options: dict[str, Any], message: str
+) -> None:
+    """TASKPOOL_TIME_LIMITS and TASKPOOL_RETRIES (the demo project reads them from TASKPOOL_DEMO_*), checked
+    before any task runs."""
+    env = {f"TASKPOOL_DEMO_{setting}": json.dumps(options)}
+    completed = worker(migrated_database.url, "--no-reload", **env)
+    (path,) = options
+    assert completed.returncode != 0
+    assert f"TASKPOOL_{setting}[{path!r}]" in completed.stderr
+    assert message in completed.stderr
     assert "Traceback" not in completed.stderr

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devdb.demo_project import MigratedDatabase, enqueue, run_manage, shell_json, task_rows, wait_until
+from devdb.demo_project import MigratedDatabase, enqueue, shell_json, task_rows, wait_until
 from taskpool_operator.probe.sql import TASK_TABLE
 from tests.integration.test_worker_runtime import scrape, value
 from tests.support.django_db import WorkerRun
@@ -239,30 +239,6 @@ def test_soft_limit_from_the_setting_fails_a_task_that_does_not_catch_it(
         "django_taskpool.exceptions.SoftTimeLimitExceeded",
     )
     assert "soft time limit of 0.5s" in row["traceback"]
-
-
-@pytest.mark.parametrize(
-    ("limits", "message"),
-    [
-        ({"taskpool_demo.tasks.slow": {"time_limit": 5, "soft_time_limit": 10}}, "must be below time_limit"),
-        ({"taskpool_demo.tasks.slow": {"timeout": 5}}, "keys time_limit and/or soft_time_limit"),
-    ],
-)
-def test_a_bad_time_limit_setting_is_refused_at_start(
-    migrated_database: MigratedDatabase, limits: dict[str, Any], message: str
-) -> None:
-    completed = run_manage(
-        migrated_database.url,
-        "taskpool_worker",
-        "--no-reload",
-        "--metrics-port=0",
-        check=False,
-        TASKPOOL_DEMO_TIME_LIMITS=json.dumps(limits),
-    )
-    assert completed.returncode != 0
-    assert "TASKPOOL_TIME_LIMITS['taskpool_demo.tasks.slow']" in completed.stderr
-    assert message in completed.stderr
-    assert "Traceback" not in completed.stderr
 
 
 def test_the_backend_checks_declared_limits_and_keeps_them(migrated_database: MigratedDatabase) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devdb.demo_project import MigratedDatabase, enqueue, run_manage, shell_json, task_rows, wait_until
+from devdb.demo_project import MigratedDatabase, enqueue, shell_json, task_rows, wait_until
 from taskpool_operator import cli
 from taskpool_operator.probe.depth import ProbeTarget
 from taskpool_operator.probe.sql import TASK_TABLE
@@ -293,31 +293,6 @@ def test_a_hard_time_limit_in_one_thread_costs_its_process_and_the_sibling_task_
     samples = scrape(run)
     assert value(samples, "taskpool_worker_time_limit_kills_total", task="taskpool_demo.tasks.slow") == 1
     assert value(samples, "taskpool_worker_tasks_lost_total", task="taskpool_demo.tasks.build_report") == 1
-
-
-@pytest.mark.parametrize(
-    ("policies", "message"),
-    [
-        ({"taskpool_demo.tasks.flaky": {"max_attempts": 0}}, "max_attempts must be a whole number"),
-        ({"taskpool_demo.tasks.flaky": {"retry_on": ["no.such.Error"]}}, "cannot import 'no.such.Error'"),
-        ({"taskpool_demo.tasks.flaky": {"attempts": 3}}, "unknown retry option(s) attempts"),
-    ],
-)
-def test_a_bad_retry_setting_is_refused_at_start(
-    migrated_database: MigratedDatabase, policies: dict[str, Any], message: str
-) -> None:
-    completed = run_manage(
-        migrated_database.url,
-        "taskpool_worker",
-        "--no-reload",
-        "--metrics-port=0",
-        check=False,
-        TASKPOOL_DEMO_RETRIES=json.dumps(policies),
-    )
-    assert completed.returncode != 0
-    assert "TASKPOOL_RETRIES['taskpool_demo.tasks.flaky']" in completed.stderr
-    assert message in completed.stderr
-    assert "Traceback" not in completed.stderr
 
 
 def test_the_backend_checks_declared_retry_options_and_keeps_them(

@@ -1,4 +1,4 @@
-"""Sample TaskWorkerPool bodies shared by the operator's unit tests."""
+"""Sample TaskWorkerPool bodies, and the CRD schema as JSON Schema, shared by the operator's unit tests."""
 
 from __future__ import annotations
 
@@ -31,3 +31,16 @@ def body(**spec_changes: Any) -> dict[str, Any]:
         else:
             result["spec"][key] = value
     return result
+
+
+def json_schema(schema: Any) -> Any:
+    """A CRD schema as JSON Schema (Kubernetes' extensions and int formats removed), for jsonschema."""
+    if isinstance(schema, dict):
+        return {
+            key: json_schema(value)
+            for key, value in schema.items()
+            if not key.startswith("x-kubernetes") and not (key == "format" and value in ("int32", "int64"))
+        }
+    if isinstance(schema, list):
+        return [json_schema(item) for item in schema]
+    return schema

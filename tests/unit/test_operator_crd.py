@@ -15,7 +15,7 @@ import pytest
 from taskpool_operator import conditions as cond
 from taskpool_operator import crd, objects
 from taskpool_operator.pool import Pool
-from tests.unit.operator_samples import BASE_BODY, body
+from tests.unit.operator_samples import BASE_BODY, body, json_schema
 
 SCHEMA = crd.version_schema()
 
@@ -69,7 +69,7 @@ def test_every_field_is_described_except_standard_ones() -> None:
 def test_defaults_satisfy_their_own_schema() -> None:
     for path, node in walk(SCHEMA):
         if "default" in node:
-            jsonschema.validate(node["default"], _plain(node))
+            jsonschema.validate(node["default"], json_schema(node))
             assert path.startswith(".spec"), path
 
 
@@ -120,11 +120,11 @@ def test_every_status_field_the_operator_writes_is_in_the_schema() -> None:
     condition_fields = status_schema["properties"]["conditions"]["items"]["properties"].keys()
     for condition in conditions:
         assert condition.keys() <= condition_fields
-    jsonschema.validate(status, _plain(status_schema), format_checker=jsonschema.FormatChecker())
+    jsonschema.validate(status, json_schema(status_schema), format_checker=jsonschema.FormatChecker())
 
 
 def test_a_full_sample_is_accepted() -> None:
-    jsonschema.validate(_defaulted(BASE_BODY), _plain(SCHEMA))
+    jsonschema.validate(_defaulted(BASE_BODY), json_schema(SCHEMA))
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_a_full_sample_is_accepted() -> None:
 )
 def test_schema_rejects(changes: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(_defaulted(body(**changes)), _plain(SCHEMA))
+        jsonschema.validate(_defaulted(body(**changes)), json_schema(SCHEMA))
 
 
 def test_cel_rules_have_messages() -> None:
@@ -153,19 +153,6 @@ def test_cel_rules_have_messages() -> None:
 
 def _defaulted(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "spec": crd.with_defaults(manifest["spec"])}
-
-
-def _plain(schema: Any) -> Any:
-    """The schema as JSON Schema (Kubernetes' extensions and int formats removed)."""
-    if isinstance(schema, dict):
-        return {
-            key: _plain(value)
-            for key, value in schema.items()
-            if not key.startswith("x-kubernetes") and not (key == "format" and value in ("int32", "int64"))
-        }
-    if isinstance(schema, list):
-        return [_plain(item) for item in schema]
-    return schema
 
 
 RESOURCES = SCHEMA["properties"]["spec"]["properties"]["worker"]["properties"]["resources"]

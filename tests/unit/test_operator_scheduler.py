@@ -11,7 +11,7 @@ import pytest
 from taskpool_operator import crd, objects
 from taskpool_operator.handlers import WORKERS
 from taskpool_operator.pool import InvalidPool, Pool
-from tests.unit.operator_samples import body
+from tests.unit.operator_samples import body, json_schema
 
 ENABLED: dict[str, Any] = {"scheduler": {"enabled": True}}
 
@@ -136,7 +136,7 @@ def test_schema_rejects_bad_scheduler_and_retention(changes: dict[str, Any]) -> 
     manifest = body(**changes)
     manifest["spec"] = crd.with_defaults(manifest["spec"])
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(manifest["spec"], _plain(crd.version_schema()["properties"]["spec"]))
+        jsonschema.validate(manifest["spec"], json_schema(crd.version_schema()["properties"]["spec"]))
 
 
 def test_retention_rule_needs_the_scheduler_in_cel() -> None:
@@ -144,15 +144,3 @@ def test_retention_rule_needs_the_scheduler_in_cel() -> None:
     assert any(
         rule.get("fieldPath") == ".retention" and "scheduler.enabled" in rule["rule"] for rule in rules
     )
-
-
-def _plain(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {
-            key: _plain(value)
-            for key, value in schema.items()
-            if not key.startswith("x-kubernetes") and not (key == "format" and value in ("int32", "int64"))
-        }
-    if isinstance(schema, list):
-        return [_plain(item) for item in schema]
-    return schema
