@@ -137,6 +137,12 @@ def install(
         raise
 
 
+def uninstall(helm: Helm, cluster: LocalCluster, namespace: str, release: str) -> None:
+    """After a test: what the pods did (for a failure's report), then the release and everything it made."""
+    print_pods(cluster, namespace)
+    helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "240s", "--ignore-not-found")
+
+
 @pytest.fixture
 def installed(
     cluster: LocalCluster, namespace: str, release: str, helm: Helm, database: MigratedDatabase
@@ -145,17 +151,7 @@ def installed(
     try:
         yield release
     finally:
-        print_pods(cluster, namespace)
-        helm(
-            "uninstall",
-            release,
-            "--namespace",
-            namespace,
-            "--wait",
-            "--timeout",
-            "240s",
-            "--ignore-not-found",
-        )
+        uninstall(helm, cluster, namespace, release)
 
 
 def test_install_wait_returns_with_the_pool_from_values_ready(
@@ -286,14 +282,4 @@ def test_install_wait_fails_fast_and_names_the_missing_secret(
             for e in h.events(cluster, namespace, POOL)
         )
     finally:
-        print_pods(cluster, namespace)
-        helm(
-            "uninstall",
-            release,
-            "--namespace",
-            namespace,
-            "--wait",
-            "--timeout",
-            "240s",
-            "--ignore-not-found",
-        )
+        uninstall(helm, cluster, namespace, release)
