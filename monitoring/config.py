@@ -291,9 +291,9 @@ ALERTS: tuple[Alert, ...] = (
         ),
         summary="The scheduler of pool {{ $labels.namespace }}/{{ $labels.pool }} is down.",
         description=(
-            "Pool {{ $labels.namespace }}/{{ $labels.pool }} has spec.scheduler enabled but no ready scheduler "
-            "pod, or its scheduler stopped looking at its schedules: no periodic task of the pool is enqueued "
-            "and retention prunes nothing."
+            "Pool {{ $labels.namespace }}/{{ $labels.pool }} has spec.scheduler enabled but no ready "
+            "scheduler pod, or its scheduler stopped looking at its schedules: no periodic task of the pool "
+            "is enqueued and retention prunes nothing."
         ),
         params=(
             Param("staleSeconds", 120, "Seconds without a scheduler heartbeat from which it counts as down."),

@@ -118,9 +118,9 @@ def serve(port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - scraped 
     start_http_server(port, addr=address, registry=REGISTRY)
 
 
-def start_pool(namespace: str, pool: str) -> None:
-    """The pool's scale counters exist at 0 from when the operator takes the pool on, so that increase() and
-    rate() see its first scale."""
+def init_pool_counters(namespace: str, pool: str) -> None:
+    """Creates the pool's scale counters at 0 (if they are not there yet), so that increase() and rate() see
+    its first scale."""
     for direction in SCALE_DIRECTIONS:
         scale_events.labels(namespace, pool, direction)
 

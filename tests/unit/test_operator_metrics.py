@@ -10,8 +10,10 @@ import pytest
 
 from taskpool_operator import kube, metrics
 from taskpool_operator.handlers import memory, scheduler
+from taskpool_operator.handlers.indexes import WorkerDeployment
 from taskpool_operator.pool import Pool
 from tests.unit.operator_samples import body
+from tests.unit.test_operator_scaling import FakeHub, Recorder, depth, run_tick
 
 KEY = ("shop", "emails")
 
@@ -35,9 +37,11 @@ def scheduler_ready() -> float | None:
     )
 
 
-def test_a_pools_scale_counters_exist_at_zero_before_its_first_scale() -> None:
+def test_a_pools_scale_counters_exist_at_zero_before_its_first_scale(monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics.forget_pool(*KEY)  # whatever other tests of this pool left
     assert scale_events("up") is None
-    metrics.start_pool(*KEY)
+    Recorder(monkeypatch)
+    run_tick(body(), FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))  # a round that does not scale
     assert (scale_events("up"), scale_events("down")) == (0, 0)
     metrics.forget_pool(*KEY)
     assert (scale_events("up"), scale_events("down")) == (None, None)

@@ -161,6 +161,7 @@ async def tick(
         await _report_invalid(body, mem, exc)
         return INVALID_SPEC_RETRY_S
 
+    metrics.init_pool_counters(pool.namespace, pool.name)
     measured = await _measure(body, pool, hub, secret=secret, pods=pods, mem=mem)
     mem.busy_pods = measured.busy
     if measured.database.reason in cond.SECRET_REASONS:
@@ -367,7 +368,6 @@ async def run(
     hub: ProbeHub = memo["hub"]
     mem = memory.of(key)
     mem.last_status = dict(body.get("status") or {})  # Events only for transitions since the last write
-    metrics.start_pool(*key)
     secret = _Secret()
     try:
         while not stopped:
