@@ -85,6 +85,24 @@ def test_the_readme_quotes_the_measured_table() -> None:
     assert flat(table(result())) in readme()
 
 
+def test_the_readme_describes_the_measured_setup() -> None:
+    document = result()
+    burst, tuned = document["burst"], document["tuned"]
+    text = readme()
+    assert f"KEDA v{document['keda_version'].removeprefix('v')} built from source" in text
+    assert (
+        f"the same burst: {burst['tasks']} tasks of {burst['task_s']:g} s on one queue, at most"
+        f" {burst['max_replicas']} pods of one task each"
+    ) in text
+    poll, window, to_zero = tuned["poll_s"], tuned["scale_down_window_s"], tuned["to_zero_s"]
+    assert (
+        f"The TaskWorkerPool polls every {poll} s, scales down after a {window} s window and to zero after"
+        f" {to_zero} s idle"
+    ) in text
+    # KEDA's order: pollingInterval, cooldownPeriod (to zero), the HPA's scale-down window.
+    assert f"once tuned like our pool ({poll} s, {to_zero} s, {window} s)" in text
+
+
 def test_the_readme_quotes_the_measured_query_cost() -> None:
     cost = result()["query_cost"]
     ours, theirs = cost["taskpool_probe"], cost["keda_query"]
