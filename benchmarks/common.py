@@ -113,6 +113,15 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
+    """Min, median and max of repeated measurements, rounded."""
+    return {
+        "min": round(min(values), digits),
+        "median": round(median(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
 def paired_ratio(candidate: Sequence[float], baseline: Sequence[float]) -> float:
     """Median of the ratios of runs made side by side: each pair saw the same machine load."""
     return median([c / b for c, b in zip(candidate, baseline, strict=True)])

@@ -17,12 +17,13 @@ READY tasks of the queue with django-tasks-db's run_after rule (`benchmarks.prob
 task per replica (our pool: tasksPerReplica 1), connection from the worker container's DATABASE_URL.
 
 Per run: burst -> first replica (spec.replicas > 0), -> full capacity (MAX_REPLICAS pods ready), drain (last
-task finished), back to zero replicas (waited for at most ZERO_CAP_S), busy pods deleted during scale-in (a
-pod whose worker held a RUNNING task when it got its deletionTimestamp), and SQL statements per minute at
+task finished), back to zero replicas (the first zero after the first replica, even before the drain; waited
+for at most ZERO_CAP_S after the drain), busy pods deleted during scale-in (a pod whose worker held a RUNNING
+task when it got its deletionTimestamp), and SQL statements per minute at
 the database (pg_stat_statements, every statement of the benchmark database except the benchmark's own role)
 while idle at zero replicas and under load (burst to drain). Then each side's query cost at FINISHED_ROWS
 finished + READY_ROWS ready rows: EXPLAIN ANALYZE execution time of our probe statement and of the KEDA
-query, and their median wall times on warm connections (benchmarks.probe).
+query, and their wall times (min/median/max) on warm connections (benchmarks.probe).
 
     QUICK=1 python -m benchmarks.keda   (shorter idle window, 60 s cap on the way back to zero, 100 k rows)
 Writes benchmarks/results/keda.json and benchmarks/results/keda.png.
@@ -46,11 +47,12 @@ from matplotlib.figure import Figure
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from benchmarks.common import QUICK, RESULTS, clear_tasks, write_result
-from benchmarks.probe import INSERT_FINISHED, INSERT_READY, NAIVE_COUNT, load, time_naive, time_probe
+from benchmarks.common import QUICK, RESULTS, clear_tasks, spread, write_result
+from benchmarks.probe import INSERT_FINISHED, INSERT_READY, NAIVE_COUNT, load, naive_samples, probe_samples
 from devcluster import keda
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
+from devcluster.rest import ApiError
 from devdb import demo_project, postgres
 from taskpool_operator.probe import rows, sql
 from taskpool_operator.probe.depth import ProbeTarget, ready_cap
@@ -61,6 +63,7 @@ TASK_S = 30.0
 IDLE_S = 20.0 if QUICK else 60.0
 ZERO_CAP_S = 60.0 if QUICK else 420.0
 DRAIN_CAP_S = 600.0
+NAMESPACE_GONE_CAP_S = 420.0
 FINISHED_ROWS = 100_000 if QUICK else 1_000_000
 READY_ROWS = 10_000 if QUICK else 100_000
 SAMPLE_S = 0.5
@@ -196,10 +199,15 @@ class Sampler:
     def _run(self) -> None:
         with psycopg.connect(self.observer, autocommit=True) as conn:
             while not self.stopped.wait(SAMPLE_S):
-                try:
-                    self._sample(conn)
-                except Exception as exc:  # a slow API server on a loaded machine: sample again
-                    print(f"sample failed: {exc}", file=sys.stderr)
+                self._try_sample(conn)
+            # The state when the run ended (the drain may have come after the last periodic sample).
+            self._try_sample(conn)
+
+    def _try_sample(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            self._sample(conn)
+        except Exception as exc:  # a slow API server on a loaded machine: sample again
+            print(f"sample failed: {exc}", file=sys.stderr)
 
     def _sample(self, conn: psycopg.Connection[Any]) -> None:
         deployment = h.get_deployment(self.cluster, self.namespace, DEPLOYMENT) or {}
@@ -262,7 +270,11 @@ def measure(cluster: LocalCluster, namespace: str, db: Database) -> dict[str, An
     def replicas() -> int | None:
         return h.spec_replicas(cluster, namespace, DEPLOYMENT)
 
-    wait_for(lambda: replicas() == 0, 120, "zero replicas before the idle window")
+    def no_pods() -> bool:
+        return not cluster.rest.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+
+    # Idle means no worker pod at all: a terminating one still polls the task table.
+    wait_for(lambda: replicas() == 0 and no_pods(), 120, "zero replicas and pods before the idle window")
     reset_statements(db.observer)
     time.sleep(IDLE_S)
     idle = statements(db.observer)
@@ -275,22 +287,28 @@ def measure(cluster: LocalCluster, namespace: str, db: Database) -> dict[str, An
         with psycopg.connect(db.observer, autocommit=True) as conn:
             return task_counts(conn)[2] >= BURST
 
-    wait_for(drained, DRAIN_CAP_S, "the burst to drain")
+    drained_in_time = wait_for(drained, DRAIN_CAP_S, "the burst to drain")
     drained_at = time.time()
     under_load = statements(db.observer)
     wait_for(lambda: replicas() == 0, ZERO_CAP_S, "zero replicas after the burst")
     sampler.stop()
     with psycopg.connect(db.observer, autocommit=True) as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(f"SELECT status, count(*) FROM {sql.TASK_TABLE} GROUP BY status").fetchall()
         )
     load_minutes = (drained_at - burst_at) / 60
+    first_replica = sampler.first(burst_at, lambda s: s["replicas"] > 0)
+    back_to_zero = None
+    if first_replica is not None:
+        # Even before the drain: KEDA scales on READY tasks, and running ones are not READY.
+        at_zero = sampler.first(burst_at + first_replica, lambda s: s["replicas"] == 0)
+        back_to_zero = None if at_zero is None else round(first_replica + at_zero, 2)
     return {
-        "first_replica_s": sampler.first(burst_at, lambda s: s["replicas"] > 0),
+        "first_replica_s": first_replica,
         "first_task_started_s": sampler.first(burst_at, lambda s: s["running"] + s["finished"] > 0),
         "full_capacity_s": sampler.first(burst_at, lambda s: s["ready_replicas"] >= MAX_REPLICAS),
-        "drain_s": sampler.first(burst_at, lambda s: s["finished"] >= BURST),
-        "back_to_zero_s": sampler.first(burst_at, lambda s: s["finished"] >= BURST and s["replicas"] == 0),
+        "drain_s": round(drained_at - burst_at, 2) if drained_in_time else None,
+        "back_to_zero_s": back_to_zero,
         "back_to_zero_cap_s": ZERO_CAP_S,
         "busy_pods_deleted": sum(sampler.deleting.values()),
         "pods_seen_terminating": len(sampler.deleting),
@@ -310,6 +328,20 @@ def fresh_namespace(cluster: LocalCluster, db: Database, name: str) -> Iterator[
         yield namespace
     finally:
         cluster.delete_namespace(namespace)
+        # The next run's idle window must not count this run's terminating workers (they finish their task
+        # within the Deployment's grace period).
+        path = f"/api/v1/namespaces/{namespace}"
+        wait_for(lambda: gone(cluster, path), NAMESPACE_GONE_CAP_S, f"namespace {namespace} to go")
+
+
+def gone(cluster: LocalCluster, path: str) -> bool:
+    try:
+        cluster.rest.get(path)
+    except ApiError as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
 
 
 def run_taskpool(cluster: LocalCluster, db: Database) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -321,7 +353,12 @@ def run_taskpool(cluster: LocalCluster, db: Database) -> tuple[dict[str, Any], d
         deployment = h.wait_until(
             lambda: h.get_deployment(cluster, namespace, DEPLOYMENT), 60, "the pool's Deployment"
         )
-        return measure(cluster, namespace, db), deployment
+        assert deployment is not None
+        result = measure(cluster, namespace, db)
+        # kopf's finalizer is on the pool: delete it while the operator runs, or the namespace never goes.
+        cluster.rest.delete(h.pools_path(namespace, POOL))
+        wait_for(lambda: gone(cluster, h.pools_path(namespace, POOL)), 60, "the pool to be deleted")
+        return result, deployment
 
 
 def run_keda(cluster: LocalCluster, db: Database, built: dict[str, Any], tuned: bool) -> dict[str, Any]:
@@ -365,19 +402,19 @@ def query_cost(dsn: str) -> dict[str, Any]:
     clear_tasks(dsn)
     load(dsn, INSERT_FINISHED, FINISHED_ROWS)
     load(dsn, INSERT_READY, READY_ROWS)
-    probe_ms, _ = asyncio.run(time_probe(dsn, TARGET))
-    naive_ms, count = asyncio.run(time_naive(dsn))
+    probe_ms, _ = asyncio.run(probe_samples(dsn, TARGET))
+    naive_ms, count = asyncio.run(naive_samples(dsn))
     return {
         "finished_rows": FINISHED_ROWS,
         "ready_rows": READY_ROWS,
         "ready_counted_by_keda_query": count,
         "taskpool_probe": {
             "explain_analyze_ms": explain_ms(dsn, sql.QUEUE_DEPTH, rows.parameters([TARGET])),
-            "median_wall_ms": round(probe_ms, 3),
+            "wall_ms": spread(probe_ms),
         },
         "keda_query": {
             "explain_analyze_ms": explain_ms(dsn, NAIVE_COUNT),
-            "median_wall_ms": round(naive_ms, 3),
+            "wall_ms": spread(naive_ms),
         },
     }
 

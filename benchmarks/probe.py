@@ -72,7 +72,8 @@ def load(dsn: str, statement: str, rows: int) -> None:
         conn.execute(f"VACUUM ANALYZE {sql.TASK_TABLE}")
 
 
-async def time_probe(dsn: str, target: ProbeTarget) -> tuple[float, PoolDepth]:
+async def probe_samples(dsn: str, target: ProbeTarget) -> tuple[list[float], PoolDepth]:
+    """Milliseconds of RUNS `ProbeHub.tick()`s after the warm-up, and the last reading."""
     async with ProbeHub() as hub:
         hub.register("bench", dsn, target)
         for _ in range(WARMUP):  # connection, then psycopg prepares the statement (steady state)
@@ -84,10 +85,11 @@ async def time_probe(dsn: str, target: ProbeTarget) -> tuple[float, PoolDepth]:
             samples.append((time.perf_counter() - started) * 1000)
         reading = hub.latest("bench")
     assert isinstance(reading, PoolDepth), reading
-    return median(samples), reading
+    return samples, reading
 
 
-async def time_naive(dsn: str) -> tuple[float, int]:
+async def naive_samples(dsn: str) -> tuple[list[float], int]:
+    """Milliseconds of NAIVE_COUNT runs after the warm-up, and the count."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         for _ in range(WARMUP):
             await conn.execute(NAIVE_COUNT)
@@ -99,6 +101,16 @@ async def time_naive(dsn: str) -> tuple[float, int]:
             samples.append((time.perf_counter() - started) * 1000)
             assert row is not None
             count = int(row[0])
+    return samples, count
+
+
+async def time_probe(dsn: str, target: ProbeTarget) -> tuple[float, PoolDepth]:
+    samples, reading = await probe_samples(dsn, target)
+    return median(samples), reading
+
+
+async def time_naive(dsn: str) -> tuple[float, int]:
+    samples, count = await naive_samples(dsn)
     return median(samples), count
 
 
