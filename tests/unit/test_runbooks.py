@@ -4,6 +4,7 @@ tests/integration/test_runbook_queries.py; its sections match the alerts in test
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from pathlib import Path
@@ -40,14 +41,25 @@ def test_deployment_names_are_the_operators() -> None:
     }
 
 
-def _operator_pod_labels() -> dict[str, str]:
+@functools.cache
+def _chart(kind: str) -> dict[str, Any]:
+    """The chart's one object of `kind`, rendered with the default values."""
     try:
         documents = checks.documents(checks.template(set_values=(), release="t", namespace="ops"))
     except checks.ToolMissing as exc:
         pytest.fail(str(exc), pytrace=False)
-    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
-    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    (found,) = [d for d in documents if d["kind"] == kind]
+    return found
+
+
+def _operator_pod_labels() -> dict[str, str]:
+    labels: dict[str, str] = _chart("Deployment")["spec"]["template"]["metadata"]["labels"]
     return labels
+
+
+def test_the_operators_metrics_port_is_its_services() -> None:
+    (port,) = [p["port"] for p in _chart("Service")["spec"]["ports"] if p["name"] == "metrics"]
+    assert f"the Service on port {port}" in TEXT
 
 
 def test_every_label_selector_selects_the_pods_it_means() -> None:
