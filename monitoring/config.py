@@ -274,12 +274,13 @@ ALERTS: tuple[Alert, ...] = (
             f"and max by ({SCHEDULE_LABELS}) ({SCHEDULE_LAST_FIRE}) > 0"
         ),
         summary=(
-            "Schedule {{ $labels.schedule }} of {{ $labels.namespace }}/{{ $labels.pool }} has stopped firing."
+            "Schedule {{ $labels.schedule }} of {{ $labels.namespace }}/{{ $labels.pool }} "
+            "has stopped firing."
         ),
         description=(
-            "Periodic task schedule {{ $labels.schedule }} of pool {{ $labels.namespace }}/{{ $labels.pool }} "
-            "last fired {{ $value | humanizeDuration }} ago, more than its periods allow: the scheduler is "
-            "stuck or cannot write to the database."
+            "Periodic task schedule {{ $labels.schedule }} of pool "
+            "{{ $labels.namespace }}/{{ $labels.pool }} last fired {{ $value | humanizeDuration }} ago, "
+            "more than its periods allow: the scheduler is stuck or cannot write to the database."
         ),
         params=(
             Param("periods", 2, "Periods of the schedule without a fire from which it fires."),
