@@ -67,6 +67,7 @@ QUEUE_WAIT_QUANTILES = "namespace_pool_queue:taskpool_worker_task_queue_wait_sec
 
 QUANTILES = ("0.5", "0.95", "0.99")
 QUEUE_LABELS = "namespace, pool, queue"
+SCHEDULE_LABELS = "namespace, pool, schedule"
 
 
 def selector(metric: str, *matchers: str) -> str:
@@ -264,14 +265,21 @@ ALERTS: tuple[Alert, ...] = (
         name="TaskpoolScheduleNotFiring",
         values_key="scheduleNotFiring",
         severity="warning",
+        # Schedule names come from each pool's settings, so only (namespace, pool, schedule) is one schedule.
+        # Its age is taken at the scrape (timestamp(), not time()): a sample up to one scrape interval old
+        # would otherwise add that interval to every age and fire for schedules shorter than the interval.
         expr=(
-            f"time() - max by (namespace, schedule) ({SCHEDULE_LAST_FIRE})\n"
-            f"  > ${{periods}} * max by (namespace, schedule) ({SCHEDULE_PERIOD})\n"
-            f"and max by (namespace, schedule) ({SCHEDULE_LAST_FIRE}) > 0"
+            f"min by ({SCHEDULE_LABELS}) (timestamp({SCHEDULE_LAST_FIRE}) - {SCHEDULE_LAST_FIRE})\n"
+            f"  > ${{periods}} * max by ({SCHEDULE_LABELS}) ({SCHEDULE_PERIOD})\n"
+            f"and max by ({SCHEDULE_LABELS}) ({SCHEDULE_LAST_FIRE}) > 0"
         ),
-        summary="Schedule {{ $labels.schedule }} in {{ $labels.namespace }} has stopped firing.",
+        summary=(
+            "Schedule {{ $labels.schedule }} of {{ $labels.namespace }}/{{ $labels.pool }} "
+            "has stopped firing."
+        ),
         description=(
-            "Periodic task schedule {{ $labels.schedule }} last fired {{ $value | humanizeDuration }} ago, "
+            "Periodic task schedule {{ $labels.schedule }} of pool "
+            "{{ $labels.namespace }}/{{ $labels.pool }} last fired {{ $value | humanizeDuration }} ago, "
             "more than its periods allow: the scheduler is stuck or cannot write to the database."
         ),
         params=(
@@ -433,7 +441,7 @@ def _failure_ratio(by: str, matchers: tuple[str, ...]) -> str:
 
 _Q = (NS, POOL, QUEUE)
 _P = (NS, POOL)
-SCHEDULE_LEGEND = "{{namespace}}/{{schedule}}"
+SCHEDULE_LEGEND = "{{namespace}}/{{pool}} {{schedule}}"
 _RATIO_STEPS = ((float(FAILURE_RATIO_THRESHOLD.default), "red"),)
 
 OVERVIEW = Dashboard(
@@ -624,12 +632,11 @@ OVERVIEW = Dashboard(
                     "short",
                     (
                         Query(
-                            f"sum by (namespace, schedule) "
-                            f"(increase({selector(SCHEDULE_FIRES, *_P)}[{RATE}]))",
+                            f"sum by ({SCHEDULE_LABELS}) (increase({selector(SCHEDULE_FIRES, *_P)}[{RATE}]))",
                             SCHEDULE_LEGEND,
                         ),
                         Query(
-                            f"sum by (namespace, schedule) "
+                            f"sum by ({SCHEDULE_LABELS}) "
                             f"(increase({selector(SCHEDULE_MISFIRES, *_P)}[{RATE}]))",
                             SCHEDULE_LEGEND + " missed",
                         ),
@@ -644,16 +651,15 @@ OVERVIEW = Dashboard(
                     "s",
                     (
                         Query(
-                            f"time() - max by (namespace, schedule) "
-                            f"({selector(SCHEDULE_LAST_FIRE, *_P)} > 0)",
+                            f"time() - max by ({SCHEDULE_LABELS}) ({selector(SCHEDULE_LAST_FIRE, *_P)} > 0)",
                             SCHEDULE_LEGEND,
                         ),
                         Query(
-                            f"max by (namespace, schedule) ({selector(SCHEDULE_NEXT_FIRE, *_P)}) - time()",
+                            f"max by ({SCHEDULE_LABELS}) ({selector(SCHEDULE_NEXT_FIRE, *_P)}) - time()",
                             SCHEDULE_LEGEND + " next in",
                         ),
                         Query(
-                            f"max by (namespace, schedule) ({selector(SCHEDULE_PERIOD, *_P)})",
+                            f"max by ({SCHEDULE_LABELS}) ({selector(SCHEDULE_PERIOD, *_P)})",
                             SCHEDULE_LEGEND + " period",
                         ),
                     ),
