@@ -12,3 +12,10 @@ demo: venv
 
 demo-local: venv
 	$(PY) -m scripts.demo --local $(DEMO_ARGS)
+
+# make bench-demo_first_run   lines a first `make demo` prints before the demo starts: a fresh clone, cold caches
+#                             (compiles Kubernetes and Helm from scratch: tens of minutes; not part of `make bench`)
+.PHONY: bench-demo_first_run
+
+bench-demo_first_run: venv
+	$(PY) -m benchmarks.demo_first_run $(if $(KEEP),--keep)
