@@ -61,7 +61,10 @@ def cold_environment(scratch: Path) -> dict[str, str]:
     env.pop("VIRTUAL_ENV", None)
     # Running under this checkout's .venv puts its bin first on PATH; find-python.sh would pick its python.
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if "/.venv/" not in p + "/")
+    # The make variables: under `make bench-demo_first_run` they would make the user's make a sub-make.
     for name in ("PYTHONPATH", "TASKPOOL_CACHE", "GOCACHE", "GOMODCACHE", "PIP_CACHE_DIR", "KUBECONFIG"):
+        env.pop(name, None)
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"):
         env.pop(name, None)
     env["TASKPOOL_CACHE"] = str(scratch / "cache")
     # The build scripts point the Go caches into TASKPOOL_CACHE themselves; these cover any other go call.
@@ -91,6 +94,7 @@ def run_step(
     deadline = threading.Timer(
         DEMO_START_TIMEOUT_S if stop_at else STEP_TIMEOUT_S, os.killpg, (process.pid, signal.SIGINT)
     )
+    deadline.daemon = True  # an interrupted benchmark exits without waiting for it
     deadline.start()
     assert process.stdout is not None
     with transcript.open("a") as out:
