@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -82,8 +83,13 @@ def test_the_local_cluster_refuses_to_start_without_root() -> None:
     assert "ClusterError: the local cluster needs root" in result.stderr
 
 
-def test_the_first_run_measurement_the_quickstart_cites_is_committed() -> None:
+def test_the_first_run_figures_are_the_committed_measurement() -> None:
     cited = "[benchmarks/results/demo_first_run.json](benchmarks/results/demo_first_run.json)"
     assert cited in QUICKSTART
-    assert (ROOT / "benchmarks" / "results" / "demo_first_run.json").is_file()
     assert "bench-demo_first_run:" in (ROOT / "mk" / "demo.mk").read_text()
+    measured = json.loads((ROOT / "benchmarks" / "results" / "demo_first_run.json").read_text())
+    figures = re.search(r"the first run took (\d+) minutes\s+and (\d+) GB", QUICKSTART)
+    assert figures is not None
+    assert int(figures.group(1)) == round(measured["wall_time_s"] / 60)
+    assert measured["cold_cache_size"].endswith("G")
+    assert int(figures.group(2)) == round(float(measured["cold_cache_size"].removesuffix("G")))
