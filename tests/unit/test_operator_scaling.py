@@ -9,7 +9,6 @@ from typing import Any
 
 import kopf
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import conditions as cond
 from taskpool_operator import kube, objects
@@ -331,7 +330,7 @@ def test_a_refused_scale_stalls_the_pool_until_a_scale_succeeds(
     applied(pool_body, 0)
 
     def refused(namespace: str, name: str, replicas: int) -> int:
-        raise ApiException(status=403, reason="Forbidden")
+        raise kube.ApiError(403, "Forbidden")
 
     monkeypatch.setattr(kube, "scale_deployment", refused)
     run_tick(pool_body, FakeHub(depth(ready=12)), [], WorkerDeployment(0, 0, 0))

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
 from taskpool_operator.conditions import Problem, Reason
@@ -47,7 +46,7 @@ def apply(pool: Pool) -> None:
             metadata["annotations"] = dict(live["metadata"].get("annotations") or {})
             metadata["labels"] = {**(live["metadata"].get("labels") or {}), **metadata["labels"]}
             result = kube.replace_deployment(manifest)
-    except ApiException as exc:
+    except kube.ApiError as exc:
         if exc.status == 409:  # changed meanwhile: retry soon
             raise kopf.TemporaryError(f"the Deployment {name!r} changed meanwhile", delay=2) from None
         rejection = kube.rejection_message(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import kopf
@@ -34,10 +35,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.event_name_prefix = "taskpool-"
 
 
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """kopf and the handlers' own client use the same credentials (in-cluster, else the kubeconfig)."""
-    kube.load_config()
-    return kopf.login_via_client(**kwargs)
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf and the handlers' own requests use the same credentials (in-cluster, else the kubeconfig)."""
+    return kube.configure(functools.partial(kube.load_credentials, settings))
 
 
 def start_probe(memo: kopf.Memo, **_: Any) -> None:

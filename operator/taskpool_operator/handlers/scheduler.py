@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
 from taskpool_operator.handlers import memory
@@ -47,7 +46,7 @@ def apply(pool: Pool) -> dict[str, Any] | None:
             metadata["annotations"] = dict(live["metadata"].get("annotations") or {})
             metadata["labels"] = {**(live["metadata"].get("labels") or {}), **metadata["labels"]}
             result = kube.replace_deployment(manifest)
-    except ApiException as exc:
+    except kube.ApiError as exc:
         if exc.status in (409, 422):
             raise kopf.TemporaryError(
                 f"the Deployment {name!r} was not written: {exc.reason}", delay=2 if exc.status == 409 else 30
