@@ -18,10 +18,9 @@ import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
-import kopf
 import urllib3
 
 from taskpool_operator import crd, objects
@@ -34,7 +33,6 @@ MERGE_PATCH = "application/merge-patch+json"
 # Handlers of many pools call the API from several threads at once; urllib3's default of 10 pooled
 # connections made it drop and re-open connections ("Connection pool is full") with 200 pools.
 CONNECTION_POOL_SIZE = 32
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class SecretProblem(Exception):
@@ -94,30 +92,33 @@ _METHODS = {
 }
 
 
-def in_cluster_credentials() -> kopf.ConnectionInfo | None:
-    """The pod's service account, at the API server's service address (as the official client finds it:
-    cluster DNS is not needed)."""
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
-    token = SERVICE_ACCOUNT / "token"
-    if not host or not port or not token.exists():
-        return None
-    namespace = SERVICE_ACCOUNT / "namespace"
-    return kopf.ConnectionInfo(
-        server=f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}",
-        ca_path=str(SERVICE_ACCOUNT / "ca.crt"),
-        scheme="Bearer",
-        token=token.read_text().strip(),
-        default_namespace=namespace.read_text().strip() if namespace.exists() else None,
-    )
+class Credentials(Protocol):
+    """What a login gives (Credentials has these fields)."""
 
-
-def load_credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG, ~/.kube/config:
-    server, CA, client certificate, token or user and password; no exec plugins)."""
-    found = in_cluster_credentials() or kopf.login_with_kubeconfig(settings=settings)
-    if found is None:
-        raise kopf.LoginError("no service account token and no kubeconfig")
-    return found
+    @property
+    def server(self) -> str: ...
+    @property
+    def ca_path(self) -> str | bytes | os.PathLike[str] | os.PathLike[bytes] | None: ...
+    @property
+    def ca_data(self) -> str | bytes | None: ...
+    @property
+    def insecure(self) -> bool | None: ...
+    @property
+    def scheme(self) -> str | None: ...
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def certificate_path(self) -> str | bytes | os.PathLike[str] | os.PathLike[bytes] | None: ...
+    @property
+    def certificate_data(self) -> str | bytes | None: ...
+    @property
+    def private_key_path(self) -> str | bytes | os.PathLike[str] | os.PathLike[bytes] | None: ...
+    @property
+    def private_key_data(self) -> str | bytes | None: ...
 
 
 def _pem(data: str | bytes) -> str:
@@ -125,7 +126,7 @@ def _pem(data: str | bytes) -> str:
     return base64.b64decode(data).decode("ascii")
 
 
-def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
+def _ssl_context(info: Credentials) -> ssl.SSLContext:
     context = ssl.create_default_context(
         cafile=os.fsdecode(info.ca_path) if info.ca_path else None,
         cadata=_pem(info.ca_data) if info.ca_data else None,
@@ -152,7 +153,7 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
 class _Client:
     """One API server and its credentials, with a connection pool shared by the handlers' threads."""
 
-    def __init__(self, info: kopf.ConnectionInfo) -> None:
+    def __init__(self, info: Credentials) -> None:
         self.server = info.server.rstrip("/")
         self.headers = {"Accept": "application/json"}
         if info.token:
@@ -176,12 +177,12 @@ class _Client:
         return self.pool.request(method, self.server + url, body=body, headers=headers)
 
 
-_login: Callable[[], kopf.ConnectionInfo] | None = None
+_login: Callable[[], Credentials] | None = None
 _client: _Client | None = None
 _client_lock = threading.Lock()
 
 
-def configure(login: Callable[[], kopf.ConnectionInfo]) -> kopf.ConnectionInfo:
+def configure[C: Credentials](login: Callable[[], C]) -> C:
     """Logs in with `login` (again after a 401: a service account's token is rotated) and returns the
     credentials, which kopf uses for its own requests."""
     global _login, _client

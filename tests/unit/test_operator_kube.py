@@ -150,7 +150,7 @@ def test_a_service_account_logs_in_again_after_a_401_with_the_rotated_token(
     (account / "ca.crt").write_bytes(pki.ca_cert.read_bytes())
     (account / "token").write_text("old-token\n")
     (account / "namespace").write_text("taskpool-system")
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", account)
+    monkeypatch.setattr(lifecycle, "SERVICE_ACCOUNT", account)
     host, port = server.url.removeprefix("https://").split(":")
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
