@@ -17,6 +17,9 @@ TaskWorkerPools (one Deployment each, no worker pods) on the same database. Afte
 count its resident memory is read from /proc SAMPLES times over a further SETTLE / 3 seconds (min, median,
 max; the budget holds for the max) and its probe rate from its own metrics.
 
+The cluster phase waits for the machine's cluster lock (`benchmarks.common.cluster_lock`): run the benchmark
+without `flock` around it.
+
     QUICK=1 python -m benchmarks.many_pools   (10 s instead of 60 s per phase)
 Writes benchmarks/results/many_pools.json.
 """
@@ -39,7 +42,7 @@ from pathlib import Path
 import psycopg
 
 import taskpool_operator
-from benchmarks.common import QUICK, ROOT, migrated_database, write_result
+from benchmarks.common import QUICK, ROOT, cluster_lock, migrated_database, write_result
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 from taskpool_operator.policy import Observation, PolicyState, ScalingSpec, decide
@@ -260,7 +263,8 @@ def main() -> None:
             conn.execute(LOAD)
             conn.execute(f"VACUUM ANALYZE {sql.TASK_TABLE}")
         probe = {str(pools): statement_count(db.dsn, pools) for pools in BUDGET_MB}
-        operator = real_operator(db.url, binary)
+        with cluster_lock():
+            operator = real_operator(db.url, binary)
     budgets = {
         str(pools): {
             "budget_mb": budget,
