@@ -15,7 +15,9 @@ installs it (its own packages only: the dev venv has more, e.g. the kubernetes c
 whenever it is installed), first with no pool (the baseline, same run), then with 200 and then 1,000
 TaskWorkerPools (one Deployment each, no worker pods) on the same database. After SETTLE seconds at each
 count its resident memory is read from /proc SAMPLES times over a further SETTLE / 3 seconds (min, median,
-max; the budget holds for the max) and its probe rate from its own metrics.
+max; the budget holds for the max) and its probe rate from its own metrics; then benchmarks/memory_probe (on
+the operator's PYTHONPATH, tracemalloc off) reports where the memory is: the Python allocator's live blocks,
+glibc's heap (in use, and free but kept), threads, and which object types grew from 0 to 1,000 pools.
 
 The cluster phase waits for the machine's cluster lock (`benchmarks.common.cluster_lock`): run the benchmark
 without `flock` around it.
@@ -29,15 +31,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import pkgutil
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -94,6 +99,29 @@ def probes_done(metrics_text: str) -> float:
     return float(match.group(1))
 
 
+PROBE_DIR = Path(__file__).resolve().parent / "memory_probe"
+
+
+def memory_dump(pid: int, base: Path, number: int) -> dict[str, Any]:
+    """Asks the operator (with benchmarks/memory_probe on its PYTHONPATH) for dump `number`: live objects by
+    type, the Python allocator's live blocks, glibc's heap, threads."""
+    os.kill(pid, signal.SIGUSR2)
+    counts = Path(f"{base}.{number}.json")
+    h.wait_until(counts.exists, 300, "the operator's memory dump")
+    loaded: dict[str, Any] = json.loads(counts.read_text())
+    return loaded
+
+
+def breakdown(dump: dict[str, Any]) -> dict[str, object]:
+    heap = dump["heap"]
+    return {
+        "python_live_blocks": dump["python_blocks"],
+        "c_heap_in_use_mb": round(heap["in_use_mb"], 1),
+        "c_heap_free_kept_mb": round(heap["free_mb"], 1),
+        "threads": dump["threads"],
+    }
+
+
 def image_operator(folder: Path) -> Path:
     """`taskpool-operator` installed into a fresh venv as the Dockerfile's build stage installs it."""
     venv = folder / "operator-venv"
@@ -137,8 +165,9 @@ def rss_samples(pid: int, seconds: float) -> list[float]:
     return samples
 
 
-def real_operator(database_url: str, binary: Path) -> dict[str, object]:
-    """The operator process on the local control plane: with no pool, then with each count of pools."""
+def real_operator(database_url: str, binary: Path, dumps: Path) -> dict[str, object]:
+    """The operator process on the local control plane: with no pool, then with each count of pools. After
+    the RSS samples of each phase, a memory dump (`dumps`: its files' prefix) says where the memory is."""
     with LocalCluster.start(nodes=1) as cluster:
         h.install_crd(cluster)
         namespace = cluster.create_namespace("bench-", labels=RESTRICTED)
@@ -147,8 +176,10 @@ def real_operator(database_url: str, binary: Path) -> dict[str, object]:
         with h.running_operator(cluster, namespace, "--log-level", "warning", binary=binary) as operator:
             pid = operator.process.pid
             time.sleep(SETTLE / 3)
-            phases: dict[str, object] = {"0": {"rss_mb": spread(rss_samples(pid, SETTLE / 3))}}
-            created = 0
+            idle_rss = spread(rss_samples(pid, SETTLE / 3))
+            idle = memory_dump(pid, dumps, 1)
+            phases: dict[str, object] = {"0": {"rss_mb": idle_rss, **breakdown(idle)}}
+            created, loaded = 0, idle
             for pools in BUDGET_MB:
                 for n in range(created, pools):
                     h.create_pool(cluster, namespace, pool_manifest(n))
@@ -162,7 +193,15 @@ def real_operator(database_url: str, binary: Path) -> dict[str, object]:
                 started, before = time.monotonic(), probes_done(operator.metrics())
                 samples = rss_samples(pid, SETTLE / 3)
                 probes_per_s = (probes_done(operator.metrics()) - before) / (time.monotonic() - started)
-                phases[str(pools)] = {"rss_mb": spread(samples), "probes_per_s": round(probes_per_s, 2)}
+                loaded = memory_dump(pid, dumps, len(phases) + 1)
+                phases[str(pools)] = {
+                    "rss_mb": spread(samples),
+                    "probes_per_s": round(probes_per_s, 2),
+                    **breakdown(loaded),
+                }
+            idle_types = dict(idle["types"])
+            growth = {name: count - idle_types.get(name, 0) for name, count in loaded["types"]}
+            phases["object_growth_by_type"] = dict(sorted(growth.items(), key=lambda item: -item[1])[:20])
             return phases
 
 
@@ -263,8 +302,13 @@ def main() -> None:
             conn.execute(LOAD)
             conn.execute(f"VACUUM ANALYZE {sql.TASK_TABLE}")
         probe = {str(pools): statement_count(db.dsn, pools) for pools in BUDGET_MB}
+        dumps = Path(folder) / "dump"
+        # The memory probe with tracemalloc off (frames 0): it answers dumps and costs nothing else.
+        os.environ.update(
+            PYTHONPATH=str(PROBE_DIR), TASKPOOL_MEMORY_DUMP=str(dumps), TASKPOOL_MEMORY_FRAMES="0"
+        )
         with cluster_lock():
-            operator = real_operator(db.url, binary)
+            operator = real_operator(db.url, binary, dumps)
     budgets = {
         str(pools): {
             "budget_mb": budget,

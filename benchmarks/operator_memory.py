@@ -13,9 +13,7 @@ Writes benchmarks/results/operator_memory.json.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import tempfile
 import time
 import tracemalloc
@@ -23,13 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.common import QUICK, migrated_database, write_result
-from benchmarks.many_pools import pool_manifest, rss_mb
+from benchmarks.many_pools import PROBE_DIR, memory_dump, pool_manifest, rss_mb
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 
 POOLS = 50 if QUICK else 200
 SETTLE_S = 20.0 if QUICK else 60.0
-PROBE_DIR = Path(__file__).resolve().parent / "memory_probe"
 PACKAGES = ("kopf", "kubernetes", "aiohttp", "prometheus_client", "psycopg", "taskpool_operator", "asyncio")
 
 
@@ -41,10 +38,8 @@ def package_of(filename: str) -> str:
 
 
 def dump(pid: int, base: Path, number: int) -> tuple[tracemalloc.Snapshot, dict[str, object]]:
-    os.kill(pid, signal.SIGUSR2)
-    counts = Path(f"{base}.{number}.json")
-    h.wait_until(counts.exists, 300, "the operator's memory dump")
-    return tracemalloc.Snapshot.load(f"{base}.{number}.snapshot"), json.loads(counts.read_text())
+    counts = memory_dump(pid, base, number)
+    return tracemalloc.Snapshot.load(f"{base}.{number}.snapshot"), counts
 
 
 def main() -> None:

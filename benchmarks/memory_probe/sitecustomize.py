@@ -1,6 +1,8 @@
-"""Loaded by the operator process when `benchmarks.operator_memory` puts this folder on PYTHONPATH: starts
-tracemalloc and, on SIGUSR2, writes a snapshot, the live-object counts by type (objgraph-style) and glibc's
-heap figures (in use, free but kept) next to $TASKPOOL_MEMORY_DUMP. Never part of the operator itself."""
+"""Loaded by the operator process when a benchmark (operator_memory, many_pools) puts this folder on its
+PYTHONPATH: starts tracemalloc with $TASKPOOL_MEMORY_FRAMES frames (0: not at all) and, on SIGUSR2, writes
+a snapshot (with tracemalloc), the live-object counts by type (objgraph-style), the Python allocator's live
+blocks and glibc's heap figures (in use, free but kept) next to $TASKPOOL_MEMORY_DUMP. Never part of the
+operator."""
 
 import collections
 import ctypes
@@ -38,7 +40,9 @@ def _heap() -> dict[str, float]:
 
 
 if _DUMP:
-    tracemalloc.start(int(os.environ.get("TASKPOOL_MEMORY_FRAMES", "8")))
+    _FRAMES = int(os.environ.get("TASKPOOL_MEMORY_FRAMES", "8"))
+    if _FRAMES:
+        tracemalloc.start(_FRAMES)
     _dumps = [0]
 
     def _type_name(obj: object) -> str:
@@ -50,7 +54,8 @@ if _DUMP:
         try:
             _dumps[0] += 1
             base = f"{_DUMP}.{_dumps[0]}"
-            tracemalloc.take_snapshot().dump(base + ".snapshot")
+            if _FRAMES:
+                tracemalloc.take_snapshot().dump(base + ".snapshot")
             counts = collections.Counter(_type_name(o) for o in gc.get_objects())
             with open(base + ".json.tmp", "w") as out:
                 json.dump(
