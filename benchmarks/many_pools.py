@@ -13,11 +13,12 @@ them. The naive baseline is one query per pool per poll (a KEDA ScaledObject per
 Then the real thing: `taskpool-operator run` on the local control plane, installed as the operator image
 installs it (its own packages only: the dev venv has more, e.g. the kubernetes client, which kopf imports
 whenever it is installed), first with no pool (the baseline, same run), then with 200 and then 1,000
-TaskWorkerPools on the same database (one Deployment each, scaled by the queue: its pods exist but run nothing). After SETTLE seconds at each
-count its resident memory is read from /proc SAMPLES times over a further SETTLE / 3 seconds (min, median,
-max; the budget holds for the max) and its probe rate from its own metrics; then benchmarks/memory_probe (on
-the operator's PYTHONPATH, tracemalloc off) reports where the memory is: the Python allocator's live blocks,
-glibc's heap (in use, and free but kept), threads, and which object types grew from 0 to 1,000 pools.
+TaskWorkerPools on the same database (one Deployment each, scaled by the queue: its pods exist but run
+nothing). After SETTLE seconds at each count its resident memory is read from /proc SAMPLES times over a
+further SETTLE / 3 seconds (min, median, max; the budget holds for the max) and its probe rate from its own
+metrics; then benchmarks/memory_probe (on the operator's PYTHONPATH, tracemalloc off) reports where the memory
+is: the Python allocator's live blocks, glibc's heap (in use, and free but kept), threads, and which object
+types grew from 0 to 1,000 pools.
 
 The cluster phase waits for the machine's cluster lock (`benchmarks.common.cluster_lock`): run the benchmark
 without `flock` around it.
