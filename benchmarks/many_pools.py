@@ -12,13 +12,13 @@ them. The naive baseline is one query per pool per poll (a KEDA ScaledObject per
 
 Then the real thing: `taskpool-operator run` on the local control plane, installed as the operator image
 installs it (its own packages only: the dev venv has more, e.g. the kubernetes client, which kopf imports
-whenever it is installed), first with no pool (the baseline, same run), then with 200 and then 1,000
-TaskWorkerPools on the same database (one Deployment each, scaled by the queue: its pods exist but run
-nothing). After SETTLE seconds at each count its resident memory is read from /proc SAMPLES times over a
-further SETTLE / 3 seconds (min, median, max; the budget holds for the max) and its probe rate from its own
-metrics; then benchmarks/memory_probe (on the operator's PYTHONPATH, tracemalloc off) reports where the memory
-is: the Python allocator's live blocks, glibc's heap (in use, and free but kept), threads, and which object
-types grew from 0 to 1,000 pools.
+whenever it is installed) and with the image's malloc settings, first with no pool (the baseline, same run),
+then with 200 and then 1,000 TaskWorkerPools on the same database (one Deployment each, scaled by the queue:
+its pods exist but run nothing). After SETTLE seconds at each count its resident memory is read from /proc
+SAMPLES times over a further SETTLE / 3 seconds (min, median, max; the budget holds for the max) and its probe
+rate from its own metrics; then benchmarks/memory_probe (on the operator's PYTHONPATH, tracemalloc off)
+reports where the memory is: the Python allocator's live blocks, glibc's heap (in use, and free but kept),
+threads, and which object types grew from 0 to 1,000 pools.
 
 The cluster phase waits for the machine's cluster lock (`benchmarks.common.cluster_lock`): run the benchmark
 without `flock` around it.
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from dockerfile_parse import DockerfileParser
 
 import taskpool_operator
 from benchmarks.common import QUICK, ROOT, cluster_lock, migrated_database, write_result
@@ -120,6 +121,15 @@ def breakdown(dump: dict[str, Any]) -> dict[str, object]:
         "c_heap_in_use_mb": round(heap["in_use_mb"], 1),
         "c_heap_free_kept_mb": round(heap["free_mb"], 1),
         "threads": dump["threads"],
+    }
+
+
+def image_malloc_env() -> dict[str, str]:
+    """The image's glibc malloc settings (its Dockerfile's ENV), for the operator process run here."""
+    return {
+        k: v
+        for k, v in DockerfileParser(path=str(ROOT / "Dockerfile")).envs.items()
+        if k.startswith("MALLOC_")
     }
 
 
@@ -308,6 +318,7 @@ def main() -> None:
         os.environ.update(
             PYTHONPATH=str(PROBE_DIR), TASKPOOL_MEMORY_DUMP=str(dumps), TASKPOOL_MEMORY_FRAMES="0"
         )
+        os.environ.update(image_malloc_env())
         with cluster_lock():
             operator = real_operator(db.url, binary, dumps)
     budgets = {
@@ -333,6 +344,7 @@ def main() -> None:
             "packages only) on the local cluster, RSS with 0 (baseline), 200 and 1,000 pools in one run; "
             "probe_by_pools: probe hub + policy for that many pools with every operator module imported",
             "target_queries_per_tick": TARGET_QUERIES_PER_TICK,
+            "operator_malloc_env": image_malloc_env(),
             "goal_met": one_statement and all(b["goal_met"] for b in budgets.values()),
         },
     )
