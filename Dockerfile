@@ -36,6 +36,11 @@ COPY --from=build /opt/taskpool /opt/taskpool
 USER 10001:10001
 # No passwd entry for 10001: kopf names its peering identity after getpass.getuser(), which reads $USER first.
 ENV USER=taskpool-operator
+# glibc gives every thread that allocates its own heap arena (up to 8 per core) and keeps what is freed in it:
+# with the operator's handler threads (kopf's and asyncio's executors, up to 32 each on a large node) that
+# free-but-kept heap grew with the pools (`make bench-many_pools` reports it: c_heap_free_kept_mb). Two
+# arenas bound the waste.
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080 8081
 ENTRYPOINT ["taskpool-operator"]
 CMD ["run"]

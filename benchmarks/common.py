@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -15,7 +16,7 @@ import resource
 import signal
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,23 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path.relative_to(ROOT)}:\n{json.dumps(figures, indent=2, sort_keys=True)}")
     return path
+
+
+# Held while a local cluster runs, so only one runs at a time on the machine (the e2e tests and the other
+# cluster benchmarks take it with `flock` around the whole command).
+CLUSTER_LOCK = Path("/tmp/taskpool-e2e.lock")
+
+
+@contextlib.contextmanager
+def cluster_lock() -> Iterator[None]:
+    """Waits for the machine's cluster lock and holds it for the block: for a benchmark whose cluster part is
+    only a phase of it (not wrapped in `flock` as a whole: that would deadlock)."""
+    with CLUSTER_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def migrated_database() -> contextlib.AbstractContextManager[demo_project.MigratedDatabase]:

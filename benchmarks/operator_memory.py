@@ -13,9 +13,7 @@ Writes benchmarks/results/operator_memory.json.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import tempfile
 import time
 import tracemalloc
@@ -23,13 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.common import QUICK, migrated_database, write_result
-from benchmarks.many_pools import BACKENDS, POLL, QUEUES, rss_mb
+from benchmarks.many_pools import PROBE_DIR, memory_dump, pool_manifest, rss_mb
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 
 POOLS = 50 if QUICK else 200
 SETTLE_S = 20.0 if QUICK else 60.0
-PROBE_DIR = Path(__file__).resolve().parent / "memory_probe"
 PACKAGES = ("kopf", "kubernetes", "aiohttp", "prometheus_client", "psycopg", "taskpool_operator", "asyncio")
 
 
@@ -41,10 +38,8 @@ def package_of(filename: str) -> str:
 
 
 def dump(pid: int, base: Path, number: int) -> tuple[tracemalloc.Snapshot, dict[str, object]]:
-    os.kill(pid, signal.SIGUSR2)
-    counts = Path(f"{base}.{number}.json")
-    h.wait_until(counts.exists, 300, "the operator's memory dump")
-    return tracemalloc.Snapshot.load(f"{base}.{number}.snapshot"), json.loads(counts.read_text())
+    counts = memory_dump(pid, base, number)
+    return tracemalloc.Snapshot.load(f"{base}.{number}.snapshot"), counts
 
 
 def main() -> None:
@@ -61,15 +56,7 @@ def main() -> None:
             idle_rss = rss_mb(pid)
             idle, idle_counts = dump(pid, base, 1)
             for n in range(POOLS):
-                manifest = h.pool_manifest(
-                    f"pool-{n}",
-                    "db",
-                    backend=BACKENDS[n % 2],
-                    queues=["*"] if n % 4 == 0 else [QUEUES[n % 20]],
-                    scaling={"minReplicas": 0, "maxReplicas": 5 + n % 20, "pollInterval": f"{POLL:g}s"},
-                    worker={"image": "registry.invalid/no-worker:bench"},
-                )
-                h.create_pool(cluster, namespace, manifest)
+                h.create_pool(cluster, namespace, pool_manifest(n))
             h.wait_until(
                 lambda: (
                     len(cluster.rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"])
@@ -113,6 +100,9 @@ def main() -> None:
             ],
             "object_growth_by_type": dict(sorted(growth.items(), key=lambda item: -item[1])[:30]),
             "threads": {"idle": idle_counts["threads"], "loaded": loaded_counts["threads"]},
+            # glibc's heap: `free_mb` is memory freed by the process but kept by malloc (fragmentation,
+            # per-thread arenas); it counts in the RSS while tracemalloc sees none of it.
+            "heap_mb": {"idle": idle_counts["heap"], "loaded": loaded_counts["heap"]},
             "note": "tracemalloc on: RSS includes its bookkeeping; Python allocations only (no C buffers)",
         },
     )

@@ -89,13 +89,16 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_operator(cluster: LocalCluster, namespace: str, *extra: str) -> Iterator[OperatorProcess]:
-    """`taskpool-operator run` for one namespace, as a local process with the cluster's kubeconfig."""
+def running_operator(
+    cluster: LocalCluster, namespace: str, *extra: str, binary: Path = OPERATOR_BIN
+) -> Iterator[OperatorProcess]:
+    """`taskpool-operator run` for one namespace, as a local process with the cluster's kubeconfig (`binary`:
+    another installation of it, e.g. one with only the image's packages)."""
     folder = Path(tempfile.mkdtemp(prefix="tp-operator-"))
     log = folder / "operator.log"
     metrics_port, liveness_port = demo_project.free_port(), demo_project.free_port()
     argv = [
-        str(OPERATOR_BIN), "run", "--namespace", namespace,
+        str(binary), "run", "--namespace", namespace,
         "--metrics-port", str(metrics_port), "--liveness-port", str(liveness_port), *extra,
     ]  # fmt: skip
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}

@@ -9,7 +9,6 @@ from typing import Any
 
 import kopf
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube, objects
 from taskpool_operator.handlers import deployment, memory, scheduler
@@ -42,9 +41,8 @@ def pool() -> Pool:
 
 def refusing(status: int, message: str = SERVER_MESSAGE) -> Any:
     def create(manifest: dict[str, Any]) -> dict[str, Any]:
-        exc = ApiException(status=status, reason="Unprocessable Entity")
-        exc.body = json.dumps({"kind": "Status", "status": "Failure", "message": message, "code": status})
-        raise exc
+        status_object = {"kind": "Status", "status": "Failure", "message": message, "code": status}
+        raise kube.ApiError(status, "Unprocessable Entity", json.dumps(status_object))
 
     return create
 
@@ -95,7 +93,7 @@ def test_errors_a_retry_may_cure_are_not_refusals(
     monkeypatch: pytest.MonkeyPatch, write: Callable[[Pool], object], name: str, status: int
 ) -> None:
     monkeypatch.setattr(kube, "create_deployment", refusing(status))
-    with pytest.raises((kopf.TemporaryError, ApiException)):
+    with pytest.raises((kopf.TemporaryError, kube.ApiError)):
         write(pool())
     assert memory.of(KEY).write_refusals == {}
 
@@ -155,12 +153,9 @@ def test_a_replace_keeps_what_other_controllers_put_on_the_deployment(
 
 
 def test_the_rejection_message_is_the_servers_and_bounded() -> None:
-    exc = ApiException(status=403, reason="Forbidden")
-    exc.body = json.dumps({"message": "x" * 5000})
+    exc = kube.ApiError(403, "Forbidden", json.dumps({"message": "x" * 5000}))
     assert kube.rejection_message(exc) == "x" * kube.REJECTION_MESSAGE_LIMIT
-    assert kube.rejection_message(ApiException(status=422, reason="Unprocessable Entity")) == (
-        "422 Unprocessable Entity"
-    )
+    assert kube.rejection_message(kube.ApiError(422, "Unprocessable Entity")) == "422 Unprocessable Entity"
     for retryable in (404, 409, 429, 500, 503):
-        assert kube.rejection_message(ApiException(status=retryable, reason="")) is None
+        assert kube.rejection_message(kube.ApiError(retryable, "")) is None
     assert kube.rejection_message(ValueError("not an API error")) is None

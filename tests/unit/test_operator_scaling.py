@@ -10,7 +10,6 @@ from typing import Any
 
 import kopf
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import conditions as cond
 from taskpool_operator import kube, objects
@@ -334,9 +333,7 @@ def test_a_scheduler_the_api_server_refuses_stalls_the_pool_until_it_is_written(
     server_message = 'Deployment.apps "emails-scheduler" is invalid: spec.template.spec.containers[0]...'
 
     def refused(manifest: dict[str, Any]) -> dict[str, Any]:
-        exc = ApiException(status=422, reason="Unprocessable Entity")
-        exc.body = json.dumps({"kind": "Status", "message": server_message})
-        raise exc
+        raise kube.ApiError(422, "Unprocessable Entity", json.dumps({"kind": "Status", "message": server_message}))
 
     monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: None)
     monkeypatch.setattr(kube, "create_deployment", refused)
@@ -363,7 +360,7 @@ def test_a_refused_scale_stalls_the_pool_until_a_scale_succeeds(
     applied(pool_body, 0)
 
     def refused(namespace: str, name: str, replicas: int) -> int:
-        raise ApiException(status=403, reason="Forbidden")
+        raise kube.ApiError(403, "Forbidden")
 
     monkeypatch.setattr(kube, "scale_deployment", refused)
     run_tick(pool_body, FakeHub(depth(ready=12)), [], WorkerDeployment(0, 0, 0))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -17,6 +20,7 @@ SERVER_TIMEOUT_S = 300
 CLIENT_TIMEOUT_S = 330
 CONNECT_TIMEOUT_S = 10
 REQUEST_TIMEOUT_S = 30
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -34,10 +38,35 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.event_name_prefix = "taskpool-"
 
 
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """kopf and the handlers' own client use the same credentials (in-cluster, else the kubeconfig)."""
-    kube.load_config()
-    return kopf.login_via_client(**kwargs)
+def in_cluster_credentials() -> kopf.ConnectionInfo | None:
+    """The pod's service account, at the API server's service address (as the official client finds it:
+    cluster DNS is not needed)."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    token = SERVICE_ACCOUNT / "token"
+    if not host or not port or not token.exists():
+        return None
+    namespace = SERVICE_ACCOUNT / "namespace"
+    return kopf.ConnectionInfo(
+        server=f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}",
+        ca_path=str(SERVICE_ACCOUNT / "ca.crt"),
+        scheme="Bearer",
+        token=token.read_text().strip(),
+        default_namespace=namespace.read_text().strip() if namespace.exists() else None,
+    )
+
+
+def load_credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG, ~/.kube/config:
+    server, CA, client certificate, token or user and password; no exec plugins)."""
+    found = in_cluster_credentials() or kopf.login_with_kubeconfig(settings=settings)
+    if found is None:
+        raise kopf.LoginError("no service account token and no kubeconfig")
+    return found
+
+
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf and the handlers' own requests use the same credentials (in-cluster, else the kubeconfig)."""
+    return kube.configure(functools.partial(load_credentials, settings))
 
 
 def start_probe(memo: kopf.Memo, **_: Any) -> None:

@@ -90,7 +90,7 @@ async def handle(
         mem.orphans_recovered = int(mem.last_status.get("orphansRecovered") or 0)
     mem.orphans_recovered += recovered
     found = OrphanRound(orphaned_tasks, recovered)
-    metrics.pool_orphaned_tasks.labels(pool.namespace, pool.name).set(found.left)
+    metrics.record_orphaned(pool.namespace, pool.name, found.left)
     return found
 
 

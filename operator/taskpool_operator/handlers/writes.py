@@ -8,7 +8,6 @@ from http import HTTPStatus
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from taskpool_operator import kube
 from taskpool_operator.handlers.memory import PoolMemory
@@ -29,7 +28,7 @@ def write_deployment(
     except kube.WriteRefused as exc:
         mem.write_refusals[name] = exc.problem
         raise kopf.TemporaryError(exc.problem.message, delay=REFUSED_RETRY_S) from None
-    except ApiException as exc:
+    except kube.ApiError as exc:
         if exc.status != HTTPStatus.CONFLICT:
             raise
         raise kopf.TemporaryError(
