@@ -67,7 +67,8 @@ _POOL_GAUGES = {
     "taskpool_pool_min_replicas": "The pool's minReplicas.",
     "taskpool_pool_max_replicas": "The pool's maxReplicas.",
     "taskpool_pool_scheduler_ready_replicas": (
-        "Ready pods of the pool's scheduler Deployment; only pools with spec.scheduler.enabled have the series."
+        "Ready pods of the pool's scheduler Deployment; "
+        "only pools with spec.scheduler.enabled have the series."
     ),
 }
 _SCHEDULER_READY = "taskpool_pool_scheduler_ready_replicas"

@@ -1,5 +1,6 @@
-"""The operator's per-pool series: what a scrape shows after each record call, counters at 0 before their first
-event, the scheduler's ready pods only for pools that run one, and nothing left of a pool the operator forgot."""
+"""The operator's per-pool series: what a scrape shows after each record call, counters at 0 before their
+first event, the scheduler's ready pods only for pools that run one, and nothing left of a pool the operator
+forgot."""
 
 from __future__ import annotations
 

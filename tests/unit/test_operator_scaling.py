@@ -333,7 +333,8 @@ def test_a_scheduler_the_api_server_refuses_stalls_the_pool_until_it_is_written(
     server_message = 'Deployment.apps "emails-scheduler" is invalid: spec.template.spec.containers[0]...'
 
     def refused(manifest: dict[str, Any]) -> dict[str, Any]:
-        raise kube.ApiError(422, "Unprocessable Entity", json.dumps({"kind": "Status", "message": server_message}))
+        status_object = {"kind": "Status", "message": server_message}
+        raise kube.ApiError(422, "Unprocessable Entity", json.dumps(status_object))
 
     monkeypatch.setattr(kube, "read_deployment", lambda namespace, name: None)
     monkeypatch.setattr(kube, "create_deployment", refused)
