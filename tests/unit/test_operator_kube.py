@@ -125,6 +125,24 @@ def test_the_kubeconfigs_client_certificate_reaches_the_server(
     assert kube.read_deployment("shop", "gone") is None
 
 
+def test_a_kubeconfig_user_with_an_exec_plugin_is_refused_at_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"exec": {"command": "aws", "args": ["eks", "get-token"]}}}],
+    }
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(kopf.LoginError, match="exec plugins and auth providers are not supported"):
+        lifecycle.login(settings=kopf.OperatorSettings())
+
+
 def test_errors_carry_the_servers_status_and_message(
     server: FakeApiServer, pki: pki_module.Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

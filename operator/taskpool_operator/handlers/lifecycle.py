@@ -61,6 +61,13 @@ def load_credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
     found = in_cluster_credentials() or kopf.login_with_kubeconfig(settings=settings)
     if found is None:
         raise kopf.LoginError("no service account token and no kubeconfig")
+    if not (found.token or found.username or found.certificate_path or found.certificate_data):
+        # kopf reads an exec plugin's or auth provider's user as no credentials at all: every request would
+        # then fail as anonymous, far from the cause.
+        raise kopf.LoginError(
+            f"the kubeconfig's user for {found.server} has no token, client certificate or password "
+            "(exec plugins and auth providers are not supported: use a token or certificate kubeconfig)"
+        )
     return found
 
 
