@@ -6,13 +6,14 @@ import base64
 import contextlib
 import functools
 import json
+import time
 from http import HTTPStatus
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from taskpool_operator import crd, objects
+from taskpool_operator import crd, objects, orphans
 from taskpool_operator.conditions import Reason
 
 REQUEST_TIMEOUT_S = 10.0
@@ -154,13 +155,23 @@ def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
             raise
 
 
-def pod_exists(namespace: str, name: str) -> bool:
-    """Whether the API server has a pod of that name (asked directly, never a watch cache: before the
-    operator recovers a pod's tasks). A list by name needs only the `list` verb the pod watch has."""
+def live_worker_pods(namespace: str, pool: str) -> set[str]:
+    """The names of the pool's worker pods that the API server has and that are not past their deletion
+    deadline (`orphans.pod_gone`). Asked directly, never a watch cache: before the operator recovers a pod's
+    tasks. A list by label needs only the `list` verb the pod watch has."""
     found = _core().list_namespaced_pod(
-        namespace, field_selector=f"metadata.name={name}", limit=1, _request_timeout=REQUEST_TIMEOUT_S
+        namespace, label_selector=objects.selector_string(pool), _request_timeout=REQUEST_TIMEOUT_S
     )
-    return bool(found.items)
+    now = time.time()
+    names = set()
+    for pod in found.items:
+        meta = pod.metadata
+        if meta is None or meta.name is None:
+            continue
+        deadline = meta.deletion_timestamp
+        if not orphans.pod_gone(None if deadline is None else deadline.timestamp(), now):
+            names.add(meta.name)
+    return names
 
 
 def read_secret_value(namespace: str, name: str, key: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ class WorkerPod:
     deletion_cost: int | None
     problem: PodProblem | None = None
     """A container waiting for a reason retries will not fix (image pull, crash loop)."""
+    deletion_deadline: float | None = None
+    """`metadata.deletionTimestamp` in epoch seconds (None: not being deleted); see `orphans.pod_gone`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,12 @@ class WorkerDeployment:
 def _pool_key(namespace: str | None, labels: Mapping[str, str]) -> PoolKey | None:
     pool = labels.get(objects.POOL_LABEL)
     return (namespace, pool) if namespace and pool else None
+
+
+def deletion_deadline(meta: Mapping[str, Any]) -> float | None:
+    """A pod's `metadata.deletionTimestamp` (RFC 3339, UTC) in epoch seconds; None when it has none."""
+    stamp = meta.get("deletionTimestamp")
+    return datetime.datetime.fromisoformat(stamp).timestamp() if stamp else None
 
 
 def worker_pods(
@@ -54,6 +63,7 @@ def worker_pods(
         bool(meta.get("deletionTimestamp")),
         objects.pod_deletion_cost(body),
         problem=pod_problem(name, containers),
+        deletion_deadline=deletion_deadline(meta),
     )
     return {key: pod}
 
