@@ -303,7 +303,7 @@ def test_database_outage_fails_readiness_and_workers_recover(
         try:
             _, body = wait_until(lambda: (r := run.get("/readyz"))[0] == 503 and r, 30, "/readyz to fail")
             assert "cannot reach database 'default'" in json.loads(body)["database"]
-            wait_until(lambda: "waiting for it before claiming again" in run.log(), 30, "the worker to notice")
+            wait_until(lambda: "before claiming again" in run.log(), 30, "the worker to notice")
         finally:
             admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
     wait_until(lambda: run.get("/readyz")[0] == 200, 30, "/readyz to recover")
