@@ -16,12 +16,17 @@ The claim logic is upstream's, untouched. This subclass only
   going back to READY with its `run_after` (one UPDATE, in place of upstream's FAILED write).
 - with `--notify`, ends its idle sleep when a task becomes READY (django_taskpool.wakeup): upstream's loop
   gets `interval=0` and the wait happens in `running`'s read before that zero sleep, bounded by the interval.
+- waits out a database outage (django_taskpool.outage) instead of exiting: a finished task's result is kept
+  and written once the database is back (its hard time limit no longer applies: the task is over), and a
+  loop that lost the database while claiming waits for it, then enters upstream's loop again. A claim whose
+  COMMIT the outage cut off may have committed: such a row (RUNNING under this loop's worker id) is run
+  first, since nothing else would ever resolve it while this process lives.
 
 With `--threads N` a process runs N such loops in threads (`run_threads`): each has its own worker id,
 heartbeat and database connection (Django's connections are per thread); the main thread only waits and
 handles signals: the first stops every loop after its current task, the second raises SystemExit in every
 thread still running a task (stored FAILED, as upstream does with one loop). With `--notify` each loop
-listens on a connection of its own.
+listens on a connection of its own. Each loop waits out a database outage on its own.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from django.db import OperationalError, connections
+from django.db import connections
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -54,6 +60,7 @@ from django_taskpool.database import database_alias
 from django_taskpool.exceptions import class_path
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
+from django_taskpool.outage import DATABASE_GONE, store_until_done, wait_until_reachable
 from django_taskpool.retries import Policies, RetryPolicy, jitter_draw
 from django_taskpool.time_limits import (
     SoftLimit,
@@ -100,6 +107,7 @@ class TaskpoolWorker(Worker):
         self._poll_gauge_set_at = 0.0
         self._in_progress: dict[tuple[str, str], Gauge] = {}
         self._listener = listener
+        self._alias = database_alias()
         self._idle_wait = float(kwargs["interval"])
         self._ran_task = False  # in this turn of the loop
         if listener is not None:
@@ -110,10 +118,56 @@ class TaskpoolWorker(Worker):
         if self._listener is not None and self.startup_delay:
             time.sleep(random.random())  # noqa: S311 - upstream's thundering-herd delay, skipped at interval 0
         try:
-            super().run()
+            self._run_through_outages()
         finally:
             if self._listener is not None:
                 self._listener.close()
+
+    def _run_through_outages(self) -> None:
+        """Upstream's loop; after a database outage ended it, the same loop again once the database is back
+        (a stop requested meanwhile ends it instead)."""
+        outage: BaseException | None = None
+        while True:
+            try:
+                if outage is not None:
+                    self._between_turns = True  # the turn the outage cut short is over
+                    if not wait_until_reachable(self._alias, outage, self._pause, self._keeps_running):
+                        return
+                    self._run_cut_off_claims()
+                super().run()
+            except DATABASE_GONE as exc:
+                outage = exc
+                self.startup_delay = False  # a delay is for the first start of a pool's workers only
+            else:
+                return
+
+    def _run_cut_off_claims(self) -> None:
+        """Runs the rows RUNNING under this loop's worker id: claims whose COMMIT an outage cut off, yet
+        committed. This loop runs no task now, and none of them started."""
+        self._between_turns = False  # a stop signal now lets these tasks run, as inside a turn
+        claimed = DBTaskResult.objects.running().filter(
+            backend_name=self.backend_name, worker_ids__contains=[self.worker_id]
+        )
+        for row in claimed:
+            if row.worker_ids[-1] == self.worker_id:
+                logger.warning("task id=%s was claimed as the database went away: running it now", row.id)
+                self.run_task(row)
+        self._between_turns = True
+
+    def _pause(self, seconds: float) -> None:
+        """A wait during a database outage: the heartbeat goes on (waiting for the database is no hang)."""
+        self._heartbeat.poll(time.time())
+        time.sleep(seconds)
+        self._heartbeat.poll(time.time())
+
+    def _keeps_running(self) -> bool:
+        self._notice_supervisor_gone()
+        return self._running
+
+    def _notice_supervisor_gone(self) -> None:
+        if os.getppid() != self._parent_pid and self._running:
+            logger.warning("supervisor %s is gone: stopping after the current turn", self._parent_pid)
+            self._running = False
 
     @property
     def running(self) -> bool:
@@ -124,9 +178,7 @@ class TaskpoolWorker(Worker):
         if now - self._poll_gauge_set_at >= 1.0:
             self._poll_gauge.set(now)
             self._poll_gauge_set_at = now
-        if os.getppid() != self._parent_pid and self._running:
-            logger.warning("supervisor %s is gone: stopping after the current turn", self._parent_pid)
-            self._running = False
+        self._notice_supervisor_gone()
         if not self._between_turns:
             self._ran_task = False
         elif self._listener is not None and self._running and not self._ran_task:
@@ -151,11 +203,20 @@ class TaskpoolWorker(Worker):
         self._ran_task = True
         limits = self._limits_of(db_task_result.task_path)
         policy = self._retry_policies.of(db_task_result.task_path)
-        if policy.retries:
-            # Upstream's run_task stores any failure through `set_failed`; this row's decides between FAILED
-            # and a retry (the class's method stays upstream's: only this instance is changed).
-            db_task_result.set_failed = functools.partial(self._store_failure, db_task_result, policy)
-        self._heartbeat.busy(time.time(), time.monotonic() + limits.hard if limits.hard else 0.0)
+        busy_since = time.time()
+        # Upstream's run_task stores the outcome through `set_successful` or `set_failed`: this row's wait out
+        # a database outage, and with a retry policy its failure decides between FAILED and a retry (the
+        # class's methods stay upstream's: only this instance is changed).
+        store_failure = (
+            functools.partial(self._store_failure, db_task_result, policy)
+            if policy.retries
+            else db_task_result.set_failed
+        )
+        db_task_result.set_successful = self._durable(
+            db_task_result, db_task_result.set_successful, busy_since
+        )
+        db_task_result.set_failed = self._durable(db_task_result, store_failure, busy_since)
+        self._heartbeat.busy(busy_since, time.monotonic() + limits.hard if limits.hard else 0.0)
         if limits.soft:
             self._soft_limit_labels = (
                 db_task_result.task_path,
@@ -175,6 +236,20 @@ class TaskpoolWorker(Worker):
                 self._soft_alarm.disarm()
             in_progress.dec()
             self._heartbeat.idle()
+
+    def _durable[A](
+        self, row: DBTaskResult[..., Any], write: Callable[[A], None], busy_since: float
+    ) -> Callable[[A], None]:
+        """`write` (of the task's outcome), repeated until stored across a database outage."""
+
+        def store(outcome: A) -> None:
+            # The task is over: its hard time limit no longer applies while its result is written.
+            self._heartbeat.busy(busy_since)
+            store_until_done(
+                functools.partial(write, outcome), self._alias, f"the result of task id={row.id}", self._pause
+            )
+
+        return store
 
     def _limits_of(self, task_path: str) -> TimeLimits:
         limits = self._limits.get(task_path)
@@ -280,13 +355,9 @@ def run_worker(config: WorkerConfig) -> int:
 
 
 def run_loop(worker: TaskpoolWorker) -> int:
-    """One loop to its end; the exit code it asks for (1: it lost the database or crashed)."""
+    """One loop to its end; the exit code it asks for (1: it crashed)."""
     try:
         worker.run()
-    except OperationalError as exc:
-        # One line: a database outage is not a bug, and the supervisor restarts the process.
-        logger.error("worker %s lost the database: %s", worker.worker_id, str(exc).strip().splitlines()[0])  # noqa: TRY400
-        return 1
     except Exception:
         logger.exception("worker %s crashed", worker.worker_id)
         return 1
@@ -298,7 +369,7 @@ def run_loop(worker: TaskpoolWorker) -> int:
 class ThreadedWorkers:
     """The main thread of a process with `--threads`: starts the loops, handles signals, collects exits.
 
-    A loop that crashes or loses the database ends the whole process (exit 1): the others are stopped after
+    A loop that crashes ends the whole process (exit 1): the others are stopped after
     their current task, and the supervisor restarts the process under new worker ids, as with one loop.
     """
 

@@ -15,6 +15,7 @@ import os
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from pathlib import Path
@@ -23,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 
-from taskpool_operator import crd, objects
+from taskpool_operator import crd, objects, orphans
 from taskpool_operator.conditions import Problem, Reason
 
 REQUEST_TIMEOUT_S = 10.0
@@ -336,11 +337,17 @@ def patch_pod(namespace: str, name: str, patch: dict[str, Any]) -> None:
             raise
 
 
-def pod_exists(namespace: str, name: str) -> bool:
-    """Whether the API server has a pod of that name (asked directly, never a watch cache: before the
-    operator recovers a pod's tasks). A list by name needs only the `list` verb the pod watch has."""
-    found = _request("list", PODS, namespace, params={"fieldSelector": f"metadata.name={name}", "limit": 1})
-    return bool(found.get("items"))
+def live_worker_pods(namespace: str, pool: str) -> set[str]:
+    """The names of the pool's worker pods that the API server has and that are not past their deletion
+    deadline (`orphans.pod_gone`). Asked directly, never a watch cache: before the operator recovers a pod's
+    tasks. A list by label needs only the `list` verb the pod watch has."""
+    found = _request("list", PODS, namespace, params={"labelSelector": objects.selector_string(pool)})
+    now = time.time()
+    return {
+        pod["metadata"]["name"]
+        for pod in found.get("items") or []
+        if not orphans.pod_gone(objects.pod_deletion_deadline(pod["metadata"]), now)
+    }
 
 
 def read_secret_value(namespace: str, name: str, key: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -251,6 +252,12 @@ def pod_deletion_cost(pod: Mapping[str, Any]) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def pod_deletion_deadline(meta: Mapping[str, Any]) -> float | None:
+    """A pod's `metadata.deletionTimestamp` (RFC 3339, UTC) in epoch seconds; None when it has none."""
+    stamp = meta.get("deletionTimestamp")
+    return datetime.datetime.fromisoformat(stamp).timestamp() if stamp else None
 
 
 def build_pool_status(

@@ -3,6 +3,8 @@
 A task is orphaned when it is RUNNING and the last entry of its `worker_ids` names a pod of the pool's
 Deployment that no longer exists (`workers.orphaned_worker_ids`): the worker was SIGKILLed, OOM-killed,
 force-deleted or lost with its node, and django-tasks-db has no lease or heartbeat, so the row never finishes.
+A pod past its deletion deadline counts as gone though the API server still lists it (`pod_gone`): a lost
+node's pods stay Terminating for as long as the Node object exists, since no kubelet confirms their end.
 
 The caller keeps, per worker id, when it first saw that id's pod missing (`missing_since`) and passes it back
 with each reading. An id is reported once it was missing in two readings in a row (one reading may predate the
@@ -46,6 +48,14 @@ def observe(
     confirmed = frozenset(worker_id for worker_id in missing if worker_id in missing_since)
     due = frozenset(worker_id for worker_id in confirmed if now - since[worker_id] >= grace_period_s)
     return OrphanView(missing_since=since, confirmed=confirmed, due=due)
+
+
+def pod_gone(deletion_deadline: float | None, now: float) -> bool:
+    """Whether a pod the API server still lists counts as gone: it is being deleted and its deadline passed.
+    `deletion_deadline` is its `metadata.deletionTimestamp` (epoch seconds; the API server sets it to the
+    deletion request's time plus the pod's grace period, when the kubelet kills what is left of its
+    containers); `now` is the wall clock. The orphan grace period then still applies, counted from here."""
+    return deletion_deadline is not None and now >= deletion_deadline
 
 
 def format_seconds(seconds: float) -> str:

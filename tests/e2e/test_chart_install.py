@@ -254,6 +254,29 @@ def test_uninstall_removes_everything_the_chart_created(
     cluster.rest.get(f"{h.CRD_PATH}/taskworkerpools.taskpool.dev")
 
 
+def test_install_wait_never_counts_a_pool_the_operator_has_not_seen_as_done(
+    cluster: LocalCluster, namespace: str, release: str, helm: Helm, tmp_path: Path
+) -> None:
+    # A chart of one pool and no operator for its namespace: nobody writes the pool's status. kstatus counts a
+    # status without observedGeneration or conditions as Current, so without the CRD's status default Helm
+    # would return at once; read through the API server the pool says observedGeneration 0, behind its
+    # generation, and Helm keeps waiting until its timeout.
+    h.install_crd(cluster)
+    chart = tmp_path / "pool-only"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: pool-only\nversion: 0.1.0\n")
+    (chart / "templates" / "pool.yaml").write_text(json.dumps(h.pool_manifest(POOL, "db")))
+    result = helm(
+        "install", release, str(chart), "--namespace", namespace, "--wait", "--timeout", "20s", check=False
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "status: InProgress" in output, output
+    assert "latest observed generation is 0" in output, output
+    pool = h.get_pool(cluster, namespace, POOL)
+    assert (pool["metadata"]["generation"], pool["status"]) == (1, {"observedGeneration": 0})
+
+
 def test_install_wait_fails_fast_and_names_the_missing_secret(
     cluster: LocalCluster, namespace: str, release: str, helm: Helm
 ) -> None:

@@ -45,17 +45,8 @@ def test_random_pod_deletions_lose_no_task(site: faults.Site) -> None:
     ).check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug (worker runtime): a worker process that loses the database in the middle of a task exits, "
-        "so the task does not finish: its row is resolved as WorkerLost once the database is back (by the "
-        "supervisor's dead-process recovery), where the scenario wants every task to succeed"
-    ),
-)
 def test_database_outage_holds_replicas_and_loses_no_task(site: faults.Site) -> None:
-    # The tasks caught by the outage never finish today: wait 3 minutes, not 10, before saying so.
-    faults.database_outage(site, tasks=30, outage_s=10, timeout=180).check()
+    faults.database_outage(site, tasks=30, outage_s=10, timeout=TIMEOUT_S).check()
 
 
 def test_operator_killed_mid_scale_converges(site: faults.Site) -> None:

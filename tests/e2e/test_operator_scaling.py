@@ -422,3 +422,52 @@ def test_scale_down_while_pods_are_busy_removes_no_busy_pod(
     # Idle now: the pool scales in.
     h.wait_until(lambda: h.spec_replicas(cluster, namespace, "busy-workers") == 0, 60, "the scale-in to zero")
     assert not _events(cluster, namespace, "busy", "BusyPodsDraining")
+
+
+def test_a_lowered_max_replicas_drains_busy_pods_with_a_warning_and_loses_no_task(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    """3 tasks on 3 pods, then maxReplicas 1: the pool scales to 1 (the user's cap wins over busy pods), says
+    so in a Warning Event, and the 2 busy pods drain: their tasks finish within worker.shutdownTimeout."""
+    worker = {
+        "concurrency": 1,  # one task per pod: the 3 tasks run on 3 different pods
+        "interval": "200ms",
+        "shutdownTimeout": "40s",  # longer than the tasks: a draining pod finishes its task
+        "terminationGracePeriodSeconds": 55,
+    }
+    scaling = {"minReplicas": 3, "maxReplicas": 3, "pollInterval": "1s", "scaleDownStabilization": "0s"}
+    h.create_pool(cluster, namespace, h.pool_manifest("capped", "db", scaling=scaling, worker=worker))
+    h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, "capped").get("status", {}).get("readyReplicas") or 0) == 3,
+        180,
+        "3 ready worker pods",
+    )
+    ids = enqueue(database.url, "slow", count=3, duration=10, queue="default")
+
+    def on_three_pods() -> dict[str, str] | None:
+        found = _running_by_pod(database.dsn)
+        return found if len(set(found.values())) == 3 else None
+
+    running = h.wait_until(on_three_pods, 60, "3 tasks running on 3 pods")
+
+    cluster.rest.patch(
+        h.pools_path(namespace, "capped"), {"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 1}}}
+    )
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "capped-workers") == 1, 60, "the scale to 1")
+    (warning,) = h.wait_until(
+        lambda: _events(cluster, namespace, "capped", "BusyPodsDraining"), 30, "a BusyPodsDraining Event"
+    )
+    assert warning["type"] == "Warning"
+    assert "maxReplicas 1 is below the 3 pods running tasks" in warning["message"]
+    assert "2 busy pod(s) drain" in warning["message"]
+
+    h.wait_until(
+        lambda: all(task_rows(database.dsn)[i]["status"] in ("SUCCESSFUL", "FAILED") for i in ids),
+        120,
+        "the drained tasks to finish",
+    )
+    rows = task_rows(database.dsn)
+    assert {rows[i]["status"] for i in ids} == {"SUCCESSFUL"}, {i: rows[i]["status"] for i in ids}
+    # Each ran once, on the pod that first claimed it: draining interrupted none.
+    assert {i: workers.pod_of_worker(rows[i]["worker_ids"][-1]) for i in ids} == running
+    assert all(len(rows[i]["worker_ids"]) == 1 for i in ids)

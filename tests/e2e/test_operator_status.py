@@ -125,3 +125,50 @@ def test_worker_pods_refused_by_admission_stall_the_pool(
     # The rest of the pool's state is intact: its Deployment exists with the replicas the operator chose.
     assert h.spec_replicas(cluster, namespace, "priv-workers") == 1
     assert pool["status"]["desiredReplicas"] == 1
+
+
+def test_an_image_that_cannot_be_pulled_stalls_the_pool_with_a_warning(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    image = "example.com/not-mapped:1"  # no image the local cluster runs: its pull fails
+    manifest = h.pool_manifest(
+        "nopull", "db", scaling={"minReplicas": 1, "pollInterval": "1s"}, worker={"image": image}
+    )
+    h.create_pool(cluster, namespace, manifest)
+    pool = h.wait_for_condition(
+        cluster, namespace, "nopull", "Stalled", timeout=120, status="True", reason="ImagePullFailed"
+    )
+    message = h.condition(pool, "Stalled")["message"]
+    assert image in message, message
+    assert "nopull-workers-" in message, message  # names the pod
+    assert h.condition(pool, "Ready")["status"] == "False"
+    h.wait_until(
+        lambda: any(image in m for m in warnings(cluster, namespace, "nopull", "ImagePullFailed")),
+        30,
+        "the ImagePullFailed Event",
+    )
+    # Nothing else of the pool is lost: its Deployment runs the replicas the operator chose.
+    assert h.spec_replicas(cluster, namespace, "nopull-workers") == 1
+
+
+def test_crash_looping_workers_stall_the_pool_with_a_warning(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    # A settings module that does not exist: every start of the worker fails, the kubelet backs off.
+    env = [{"name": "DJANGO_SETTINGS_MODULE", "value": "no_such_settings"}]
+    manifest = h.pool_manifest(
+        "crashing", "db", scaling={"minReplicas": 1, "pollInterval": "1s"}, worker={"env": env}
+    )
+    h.create_pool(cluster, namespace, manifest)
+    pool = h.wait_for_condition(
+        cluster, namespace, "crashing", "Stalled", timeout=180, status="True", reason="WorkersCrashLooping"
+    )
+    message = h.condition(pool, "Stalled")["message"]
+    assert message.startswith("CrashLoopBackOff"), message
+    assert "crashing-workers-" in message, message
+    h.wait_until(
+        lambda: warnings(cluster, namespace, "crashing", "WorkersCrashLooping"),
+        30,
+        "the WorkersCrashLooping Event",
+    )
+    assert h.spec_replicas(cluster, namespace, "crashing-workers") == 1

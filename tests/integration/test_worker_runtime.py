@@ -303,12 +303,15 @@ def test_database_outage_fails_readiness_and_workers_recover(
         try:
             _, body = wait_until(lambda: (r := run.get("/readyz"))[0] == 503 and r, 30, "/readyz to fail")
             assert "cannot reach database 'default'" in json.loads(body)["database"]
-            wait_until(lambda: "lost the database" in run.log(), 30, "the worker to notice")
+            wait_until(lambda: "before claiming again" in run.log(), 30, "the worker to notice")
         finally:
             admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
     wait_until(lambda: run.get("/readyz")[0] == 200, 30, "/readyz to recover")
     (task_id,) = enqueue(db.url, "noop")
     wait_until(lambda: task_rows(db.dsn)[task_id]["status"] == "SUCCESSFUL", 90, "work to resume")
     assert "Traceback" not in run.log()
+    # The process waited for the database: it was neither restarted nor replaced.
+    assert "database back after" in run.log()
+    assert value(scrape(run), "taskpool_worker_process_restarts_total") == 0
     run.signal(signal.SIGTERM)
     assert run.wait() == 0

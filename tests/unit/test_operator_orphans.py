@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from taskpool_operator import kube, metrics, orphans
 from taskpool_operator.handlers import memory
-from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
+from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod, worker_pods
 from taskpool_operator.pool import InvalidPool, Pool
 from taskpool_operator.probe.depth import OrphanRecovery, PoolDepth, ProbeError
 from tests.unit.operator_samples import body
@@ -137,13 +138,14 @@ def _gone_for(seconds: float) -> None:
 
 
 def _pod_lookups(monkeypatch: pytest.MonkeyPatch, existing: set[str]) -> list[str]:
+    """The API server's live pods of the pool are `existing`; returns the pools asked about."""
     asked: list[str] = []
 
-    def pod_exists(namespace: str, name: str) -> bool:
-        asked.append(name)
-        return name in existing
+    def live_worker_pods(namespace: str, pool: str) -> set[str]:
+        asked.append(pool)
+        return existing
 
-    monkeypatch.setattr(kube, "pod_exists", pod_exists)
+    monkeypatch.setattr(kube, "live_worker_pods", live_worker_pods)
     return asked
 
 
@@ -183,7 +185,7 @@ def test_orphans_past_the_grace_period_are_failed_once_the_api_server_confirms_t
     )
     assert [(r.queue, r.worker_id) for r in recovery.rows] == [("emails", GONE)]  # never the live pod's
     assert GONE_POD in recovery.rows[0].traceback
-    assert asked == [GONE_POD]
+    assert asked == ["emails"]
     (event,) = [e for e in rec.events if e[1] == "OrphanedTasksFailed"]
     assert event[0] == "Warning"
     assert "1 orphaned task(s) FAILED" in event[2]
@@ -265,3 +267,104 @@ def test_a_failed_recovery_is_counted_and_the_round_goes_on(
     assert rec.status["orphansRecovered"] == 0
     assert GONE in memory.of(KEY).orphan_missing_since
     assert not [e for e in rec.events if e[1] == "OrphanedTasksFailed"]
+
+
+# -- pods past their deletion deadline (a lost node's pods stay Terminating) --------------------------------
+
+
+def test_a_pod_counts_as_gone_once_its_deletion_deadline_passed() -> None:
+    assert not orphans.pod_gone(None, now=1000.0)  # not being deleted
+    assert not orphans.pod_gone(1000.5, now=1000.0)  # still within its grace period
+    assert orphans.pod_gone(1000.0, now=1000.0)
+    assert orphans.pod_gone(990.0, now=1000.0)
+
+
+def test_the_pod_index_keeps_the_deletion_deadline() -> None:
+    labels = {"taskpool.dev/pool": "emails"}
+    meta = {"deletionTimestamp": "2026-12-01T23:00:15Z"}
+    (pod,) = worker_pods({}, GONE_POD, "shop", labels, meta).values()
+    assert (pod.deleting, pod.deletion_deadline) == (True, 1796166015.0)
+    (alive,) = worker_pods({}, BUSY_POD, "shop", labels, {}).values()
+    assert (alive.deleting, alive.deletion_deadline) == (False, None)
+
+
+def _terminating(name: str, deadline: datetime.datetime | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if deadline is not None:
+        meta["deletionTimestamp"] = deadline.isoformat().replace("+00:00", "Z")
+    return {"metadata": meta}
+
+
+def test_the_api_server_check_leaves_out_pods_past_their_deletion_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    listed = [
+        _terminating(BUSY_POD, None),
+        _terminating("emails-workers-7d9f8c6b5d-ccccc", now + datetime.timedelta(minutes=5)),
+        _terminating(GONE_POD, now - datetime.timedelta(seconds=1)),
+    ]
+    asked: list[tuple[str, str, Any, Any]] = []
+
+    def request(verb: str, resource: kube.Resource, namespace: str, **kwargs: Any) -> dict[str, Any]:
+        asked.append((verb, resource.plural, namespace, kwargs.get("params")))
+        return {"items": listed}
+
+    monkeypatch.setattr(kube, "_request", request)
+    assert kube.live_worker_pods("shop", "emails") == {BUSY_POD, "emails-workers-7d9f8c6b5d-ccccc"}
+    selector = "app.kubernetes.io/name=taskpool-worker,taskpool.dev/pool=emails"
+    assert asked == [("list", "pods", "shop", {"labelSelector": selector})]
+
+
+def test_tasks_of_a_pod_terminating_past_its_deadline_are_recovered_after_the_grace_period(
+    monkeypatch: pytest.MonkeyPatch, orphan_body: Any
+) -> None:
+    rec = Recorder(monkeypatch)
+    # The lost node's pod: still in the watch's index and on the API server, Terminating, deadline passed.
+    _pod_lookups(monkeypatch, existing={BUSY_POD})
+    applied(orphan_body, 1)
+    hub = RecoveringHub(_reading())
+    lost = WorkerPod(GONE_POD, True, None, deletion_deadline=time.time() - 1)
+    pods = [WorkerPod(BUSY_POD, False, None), lost]
+
+    run_tick(orphan_body, hub, pods, WorkerDeployment(1, 1, 1))
+    assert GONE in memory.of(KEY).orphan_missing_since  # missing from this reading on: the grace starts
+    _gone_for(31)
+    run_tick(orphan_body, hub, pods, WorkerDeployment(1, 1, 1))
+    (recovery,) = hub.recoveries
+    assert [r.worker_id for r in recovery.rows] == [GONE]
+    assert rec.status["orphansRecovered"] == 1
+
+
+def test_tasks_of_a_pod_terminating_within_its_grace_period_are_left_alone(
+    monkeypatch: pytest.MonkeyPatch, orphan_body: Any
+) -> None:
+    Recorder(monkeypatch)
+    _pod_lookups(monkeypatch, existing={BUSY_POD, GONE_POD})
+    applied(orphan_body, 1)
+    hub = RecoveringHub(_reading())
+    draining = WorkerPod(GONE_POD, True, None, deletion_deadline=time.time() + 600)
+    for _ in range(2):
+        run_tick(orphan_body, hub, [WorkerPod(BUSY_POD, False, None), draining], WorkerDeployment(1, 1, 1))
+    assert hub.recoveries == []
+    assert memory.of(KEY).orphan_missing_since == {}
+
+
+def test_a_live_pod_behind_a_trimmed_worker_id_is_never_recovered(
+    monkeypatch: pytest.MonkeyPatch, orphan_body: Any
+) -> None:
+    # Worker ids longer than 64 characters keep only the end of their pod's name (a process restarted
+    # many times in a pod with a long name); the API server check matches them as the watch's index does.
+    suffix = "-3." + "1" * 40
+    trimmed = GONE_POD[-(64 - len(suffix)) :] + suffix
+    assert len(trimmed) == 64
+    assert not trimmed.startswith(GONE_POD)
+    Recorder(monkeypatch)
+    _pod_lookups(monkeypatch, existing={GONE_POD})  # the API server has it; the watch missed it
+    applied(orphan_body, 1)
+    hub = RecoveringHub(depth(ready=0, running_by={trimmed: 1}))
+    memory.of(KEY).orphan_missing_since = {trimmed: time.monotonic() - 3600}
+    memory.of(KEY).orphans = frozenset({trimmed})
+    run_tick(orphan_body, hub, [], WorkerDeployment(1, 1, 1))
+    assert hub.recoveries == []
+    assert trimmed not in memory.of(KEY).orphan_missing_since

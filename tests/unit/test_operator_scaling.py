@@ -15,7 +15,7 @@ from taskpool_operator import conditions as cond
 from taskpool_operator import kube, objects
 from taskpool_operator.handlers import indexes, memory, scaling, scheduler
 from taskpool_operator.handlers.indexes import WorkerDeployment, WorkerPod
-from taskpool_operator.pool import Pool
+from taskpool_operator.pool import Pool, replicas_to_apply
 from taskpool_operator.probe.depth import PoolDepth, ProbeError, QueueDepth, WorkerTasks
 from tests.unit.operator_samples import body
 
@@ -415,3 +415,15 @@ def test_after_an_operator_restart_a_ready_pool_stays_ready_until_re_applied(
     run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(0, 0, 0))
     reconciling = {c["type"]: c for c in rec.status["conditions"]}["Reconciling"]
     assert (reconciling["status"], reconciling["reason"]) == ("True", "NewGeneration")
+
+
+def test_a_reapplied_deployment_leaves_a_lowered_max_replicas_to_the_scaling_loop() -> None:
+    # The scaling loop scales down past a lowered max (deletion costs first, BusyPodsDraining when busy pods
+    # go); re-applying the spec never does it behind its back.
+    capped = Pool.from_body(body(scaling={"minReplicas": 1, "maxReplicas": 1}))
+    assert replicas_to_apply(capped, decided=3, live=3) == 3
+    assert replicas_to_apply(capped, decided=None, live=4) == 4
+    assert replicas_to_apply(capped, decided=0, live=0) == 1  # raised to min at once
+    assert replicas_to_apply(capped, decided=None, live=None) == 1
+    fixed = Pool.from_body(body(scaling={"enabled": False}, replicas=2))
+    assert replicas_to_apply(fixed, decided=5, live=5) == 2

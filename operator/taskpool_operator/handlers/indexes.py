@@ -18,6 +18,8 @@ class WorkerPod:
     deletion_cost: int | None
     problem: PodProblem | None = None
     """A container waiting for a reason retries will not fix (image pull, crash loop)."""
+    deletion_deadline: float | None = None
+    """`metadata.deletionTimestamp` in epoch seconds (None: not being deleted); see `orphans.pod_gone`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,7 @@ def worker_pods(
         bool(meta.get("deletionTimestamp")),
         objects.pod_deletion_cost(body),
         problem=pod_problem(name, containers),
+        deletion_deadline=objects.pod_deletion_deadline(meta),
     )
     return {key: pod}
 

@@ -42,8 +42,10 @@ class OrphanRound:
 def _orphans(
     pool: Pool, depth: PoolDepth, pods: Collection[WorkerPod], mem: memory.PoolMemory, now: float
 ) -> orphans.OrphanView:
-    """The pool's worker ids owning RUNNING rows whose pod no longer exists; `now` is time.monotonic()."""
-    live = {pod.name for pod in pods}
+    """The pool's worker ids owning RUNNING rows whose pod is gone (absent, or past its deletion deadline:
+    `orphans.pod_gone`); `now` is time.monotonic()."""
+    wall_clock = time.time()
+    live = {pod.name for pod in pods if not orphans.pod_gone(pod.deletion_deadline, wall_clock)}
     missing = workers.orphaned_worker_ids(pool.name, (w.worker_id for w in depth.running_by_worker), live)
     view = orphans.observe(mem.orphan_missing_since, missing, now, pool.orphans.grace_period_s)
     mem.orphan_missing_since = view.missing_since
@@ -104,17 +106,17 @@ async def _recover_orphans(
     mem: memory.PoolMemory,
 ) -> int:
     """Fails or requeues the RUNNING rows of `due` worker ids (spec.orphans.action) once the API server
-    confirms their pods are gone; returns how many rows changed. Errors are counted and logged, never raised:
-    the rows stay RUNNING and the next round tries again."""
+    confirms their pods are gone (or past their deletion deadline); returns how many rows changed. Errors are
+    counted and logged, never raised: the rows stay RUNNING and the next round tries again."""
     action = pool.orphans.action
     if action == "Report" or not due:
         return 0
     try:
-        pods = {workers.pod_of_worker(worker_id) for worker_id in due}
-        exists = await asyncio.gather(*(asyncio.to_thread(kube.pod_exists, pool.namespace, p) for p in pods))
-        alive = {pod for pod, found in zip(pods, exists, strict=True) if found}
+        # One list of the pool's pods, matched by the ids' rule (a trimmed id names only the end of its pod).
+        live = await asyncio.to_thread(kube.live_worker_pods, pool.namespace, pool.name)
+        lost = workers.orphaned_worker_ids(pool.name, due, live)
         # The watch missed these pods (it lags, or stalled): their tasks are not orphans; restart their clock.
-        for worker_id in [w for w in due if workers.pod_of_worker(w) in alive]:
+        for worker_id in due - lost:
             mem.orphan_missing_since.pop(worker_id, None)
         rows = tuple(
             OrphanedRows(
@@ -125,7 +127,7 @@ async def _recover_orphans(
                 ),
             )
             for w in depth.running_by_worker
-            if w.worker_id in due and workers.pod_of_worker(w.worker_id) not in alive
+            if w.worker_id in lost
         )
         if not rows:
             return 0
