@@ -363,6 +363,25 @@ def _running_by_pod(dsn: str) -> dict[str, str]:
     }
 
 
+def _three_tasks_on_three_pods(
+    cluster: LocalCluster, namespace: str, pool: str, database: MigratedDatabase, *, duration: int
+) -> tuple[list[str], dict[str, str]]:
+    """Waits for the pool's 3 ready pods, enqueues 3 `slow` tasks and waits until each runs on its own pod;
+    returns their ids and task id -> pod."""
+    h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, pool).get("status", {}).get("readyReplicas") or 0) == 3,
+        180,
+        "3 ready worker pods",
+    )
+    ids = enqueue(database.url, "slow", count=3, duration=duration, queue="default")
+
+    def on_three_pods() -> dict[str, str] | None:
+        found = _running_by_pod(database.dsn)
+        return found if len(set(found.values())) == 3 else None
+
+    return ids, h.wait_until(on_three_pods, 60, "3 tasks running on 3 pods")
+
+
 def test_scale_down_while_pods_are_busy_removes_no_busy_pod(
     cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
 ) -> None:
@@ -383,18 +402,7 @@ def test_scale_down_while_pods_are_busy_removes_no_busy_pod(
         "scaleToZeroAfter": "4s",
     }
     h.create_pool(cluster, namespace, h.pool_manifest("busy", "db", scaling=scaling, worker=worker))
-    h.wait_until(
-        lambda: (h.get_pool(cluster, namespace, "busy").get("status", {}).get("readyReplicas") or 0) == 3,
-        180,
-        "3 ready worker pods",
-    )
-    ids = enqueue(database.url, "slow", count=3, duration=20, queue="default")
-
-    def on_three_pods() -> dict[str, str] | None:
-        found = _running_by_pod(database.dsn)
-        return found if len(set(found.values())) == 3 else None
-
-    running = h.wait_until(on_three_pods, 60, "3 tasks running on 3 pods")
+    ids, running = _three_tasks_on_three_pods(cluster, namespace, "busy", database, duration=20)
     busy = set(running.values())
 
     # Only the queue would now say 1 pod (3 tasks / 4 per pod); the busy pods are the floor.
@@ -437,18 +445,7 @@ def test_a_lowered_max_replicas_drains_busy_pods_with_a_warning_and_loses_no_tas
     }
     scaling = {"minReplicas": 3, "maxReplicas": 3, "pollInterval": "1s", "scaleDownStabilization": "0s"}
     h.create_pool(cluster, namespace, h.pool_manifest("capped", "db", scaling=scaling, worker=worker))
-    h.wait_until(
-        lambda: (h.get_pool(cluster, namespace, "capped").get("status", {}).get("readyReplicas") or 0) == 3,
-        180,
-        "3 ready worker pods",
-    )
-    ids = enqueue(database.url, "slow", count=3, duration=10, queue="default")
-
-    def on_three_pods() -> dict[str, str] | None:
-        found = _running_by_pod(database.dsn)
-        return found if len(set(found.values())) == 3 else None
-
-    running = h.wait_until(on_three_pods, 60, "3 tasks running on 3 pods")
+    ids, running = _three_tasks_on_three_pods(cluster, namespace, "capped", database, duration=10)
 
     cluster.rest.patch(
         h.pools_path(namespace, "capped"), {"spec": {"scaling": {"minReplicas": 1, "maxReplicas": 1}}}
