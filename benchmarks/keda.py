@@ -17,8 +17,9 @@ READY tasks of the queue with django-tasks-db's run_after rule (`benchmarks.prob
 task per replica (our pool: tasksPerReplica 1), connection from the worker container's DATABASE_URL.
 
 Per run: burst -> first replica (spec.replicas > 0), -> full capacity (MAX_REPLICAS pods ready), drain (last
-task finished), back to zero replicas (waited for at most ZERO_CAP_S), busy pods deleted during scale-in (a
-pod whose worker held a RUNNING task when it got its deletionTimestamp), and SQL statements per minute at
+task finished), back to zero replicas (the first zero after the first replica, even before the drain; waited
+for at most ZERO_CAP_S after the drain), busy pods deleted during scale-in (a pod whose worker held a RUNNING
+task when it got its deletionTimestamp), and SQL statements per minute at
 the database (pg_stat_statements, every statement of the benchmark database except the benchmark's own role)
 while idle at zero replicas and under load (burst to drain). Then each side's query cost at FINISHED_ROWS
 finished + READY_ROWS ready rows: EXPLAIN ANALYZE execution time of our probe statement and of the KEDA
@@ -198,10 +199,15 @@ class Sampler:
     def _run(self) -> None:
         with psycopg.connect(self.observer, autocommit=True) as conn:
             while not self.stopped.wait(SAMPLE_S):
-                try:
-                    self._sample(conn)
-                except Exception as exc:  # a slow API server on a loaded machine: sample again
-                    print(f"sample failed: {exc}", file=sys.stderr)
+                self._try_sample(conn)
+            # The state when the run ended (the drain may have come after the last periodic sample).
+            self._try_sample(conn)
+
+    def _try_sample(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            self._sample(conn)
+        except Exception as exc:  # a slow API server on a loaded machine: sample again
+            print(f"sample failed: {exc}", file=sys.stderr)
 
     def _sample(self, conn: psycopg.Connection[Any]) -> None:
         deployment = h.get_deployment(self.cluster, self.namespace, DEPLOYMENT) or {}
@@ -291,12 +297,18 @@ def measure(cluster: LocalCluster, namespace: str, db: Database) -> dict[str, An
             conn.execute(f"SELECT status, count(*) FROM {sql.TASK_TABLE} GROUP BY status").fetchall()
         )
     load_minutes = (drained_at - burst_at) / 60
+    first_replica = sampler.first(burst_at, lambda s: s["replicas"] > 0)
+    back_to_zero = None
+    if first_replica is not None:
+        # Even before the drain: KEDA scales on READY tasks, and running ones are not READY.
+        at_zero = sampler.first(burst_at + first_replica, lambda s: s["replicas"] == 0)
+        back_to_zero = None if at_zero is None else round(first_replica + at_zero, 2)
     return {
-        "first_replica_s": sampler.first(burst_at, lambda s: s["replicas"] > 0),
+        "first_replica_s": first_replica,
         "first_task_started_s": sampler.first(burst_at, lambda s: s["running"] + s["finished"] > 0),
         "full_capacity_s": sampler.first(burst_at, lambda s: s["ready_replicas"] >= MAX_REPLICAS),
         "drain_s": round(drained_at - burst_at, 2) if drained_in_time else None,
-        "back_to_zero_s": sampler.first(burst_at, lambda s: s["finished"] >= BURST and s["replicas"] == 0),
+        "back_to_zero_s": back_to_zero,
         "back_to_zero_cap_s": ZERO_CAP_S,
         "busy_pods_deleted": sum(sampler.deleting.values()),
         "pods_seen_terminating": len(sampler.deleting),
