@@ -4,7 +4,6 @@ agent, started from the binaries built by k8sbuild/build.sh.
     with LocalCluster.start(nodes=1) as cluster:
         cluster.kubeconfig        # admin kubeconfig (client certificate, group system:masters)
         cluster.rest.get("/api/v1/nodes")
-        cluster.api_client()      # a kubernetes.client.ApiClient
 
 Everything runs as children of the process that entered the context, each started with a parent-death
 signal, so even a SIGKILLed test run leaves no control-plane process behind; pods are ended by the node
@@ -149,12 +148,6 @@ class LocalCluster:
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
-
-    def api_client(self) -> Any:
-        """A kubernetes.client.ApiClient authenticated as cluster admin."""
-        from kubernetes import config  # noqa: PLC0415 - only callers that want typed models pay for the import
-
-        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

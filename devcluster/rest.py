@@ -1,7 +1,6 @@
 """A small JSON REST client for the local API server (client-certificate auth, explicit timeouts).
 
-The node agent and the launcher work with plain dicts, as the API sends them; tests that prefer typed models
-use `LocalCluster.api_client()` (kubernetes.client) instead.
+The node agent and the launcher work with plain dicts, as the API sends them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ Fixtures
                  .kubeconfig            admin kubeconfig path (KUBECONFIG=... kubectl / helm / kopf)
                  .api_url               https://10.213.<slot>.1:6443 (reachable from the host and from pods)
                  .rest                  small JSON client: .get/.create/.patch/.delete/.watch (plain dicts)
-                 .api_client()          a kubernetes.client.ApiClient (typed models)
                  .kubectl(*args)        runs kubectl against the cluster, returns CompletedProcess
                  .node_names            ["node-1"] (TASKPOOL_CLUSTER_NODES=N for more)
                  .pod_log(ns, name[, container])   the container's stdout+stderr, every restart
