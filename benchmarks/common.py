@@ -140,6 +140,17 @@ def spread(values: Sequence[float], digits: int = 3) -> dict[str, float]:
     }
 
 
+def latency_summary(samples: Sequence[float]) -> dict[str, float]:
+    """Min, median, 95th percentile and max of latencies in seconds, rounded to 0.1 ms."""
+    quantiles = statistics.quantiles(samples, n=100, method="inclusive")
+    return {
+        "min_s": round(min(samples), 4),
+        "p50_s": round(quantiles[49], 4),
+        "p95_s": round(quantiles[94], 4),
+        "max_s": round(max(samples), 4),
+    }
+
+
 def paired_ratio(candidate: Sequence[float], baseline: Sequence[float]) -> float:
     """Median of the ratios of runs made side by side: each pair saw the same machine load."""
     return median([c / b for c, b in zip(candidate, baseline, strict=True)])

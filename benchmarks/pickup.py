@@ -13,7 +13,6 @@ Writes benchmarks/results/pickup.json.
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from benchmarks.common import QUICK, migrated_database, write_result
+from benchmarks.common import QUICK, latency_summary, migrated_database, write_result
 from devdb import demo_project
 from taskpool_operator.probe.sql import TASK_TABLE
 
@@ -90,16 +89,6 @@ def latencies(dsn: str, queue: str) -> list[float]:
     return [float(row[0]) for row in rows]
 
 
-def summary(samples: list[float]) -> dict[str, float]:
-    quantiles = statistics.quantiles(samples, n=100, method="inclusive")
-    return {
-        "min_s": round(min(samples), 4),
-        "p50_s": round(quantiles[49], 4),
-        "p95_s": round(quantiles[94], 4),
-        "max_s": round(max(samples), 4),
-    }
-
-
 def main() -> None:
     with migrated_database() as db:
         with worker(db.url, QUEUES["polling"]), worker(db.url, QUEUES["notify"], "--notify"):
@@ -111,7 +100,7 @@ def main() -> None:
     for mode, values in samples.items():
         if len(values) != TRIALS:
             raise RuntimeError(f"{mode}: {len(values)} of {TRIALS} tasks started")
-    figures = {mode: summary(values) for mode, values in samples.items()}
+    figures = {mode: latency_summary(values) for mode, values in samples.items()}
     write_result(
         "pickup",
         {

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks.common import latency_summary
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 from devdb import demo_project
@@ -93,16 +93,6 @@ def clear_queue(dsn: str) -> None:
         conn.execute(f"DELETE FROM {sql.TASK_TABLE}")
 
 
-def summary(samples: list[float]) -> dict[str, float]:
-    quantiles = statistics.quantiles(samples, n=100, method="inclusive")
-    return {
-        "min_s": round(min(samples), 4),
-        "p50_s": round(quantiles[49], 4),
-        "p95_s": round(quantiles[94], 4),
-        "max_s": round(max(samples), 4),
-    }
-
-
 def main() -> None:
     samples: dict[str, list[float]] = {mode: [] for mode in POOLS}
     with demo_project.standalone_migrated_database("taskpool_bench") as database:
@@ -161,7 +151,7 @@ def main() -> None:
                     watch.stopped.set()
             cluster.delete_namespace(namespace)
 
-    polling, notify = summary(samples["polling"]), summary(samples["notify"])
+    polling, notify = latency_summary(samples["polling"]), latency_summary(samples["notify"])
     result = {
         "benchmark": "reaction",
         "what": "seconds from a burst's commit to the worker Deployment's spec.replicas changing",
