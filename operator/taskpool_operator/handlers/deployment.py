@@ -50,23 +50,17 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 def restore(event: Mapping[str, Any], **_: Any) -> None:
     """An owned Deployment changed or vanished: put back the pool's version when someone else did it."""
-    deployment = event.get("object") or {}
-    meta = deployment.get("metadata", {})
-    pool_name = (meta.get("labels") or {}).get(objects.POOL_LABEL)
-    namespace = meta.get("namespace")
-    if not pool_name or not namespace:
+    found = writes.pool_of_event(event)
+    if found is None:
         return
-    mem = memory.get((namespace, pool_name))
-    if mem is None or mem.applied_generation is None:
+    namespace, pool_name, mem = found
+    if mem.applied_generation is None:
         return  # the pool's own reconciliation has not run yet; it will write the Deployment
-    if event.get("type") != "DELETED" and int(meta.get("generation", 0)) <= mem.deployment_generation:
+    generation = int(event["object"]["metadata"].get("generation", 0))
+    if event.get("type") != "DELETED" and generation <= mem.deployment_generation:
         return  # the operator's own write, or an older event
-    body = kube.read_pool(namespace, pool_name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return  # the pool is going away: its Deployment goes with it
-    try:
-        pool = Pool.from_body(body)
-    except InvalidPool:
+    pool = writes.pool_to_restore(namespace, pool_name)
+    if pool is None:
         return
     if event.get("type") == "DELETED":
         logger.warning("Deployment %s was deleted; creating it again", objects.deployment_name(pool_name))

@@ -9,7 +9,7 @@ from typing import Any
 
 from taskpool_operator import kube, metrics, objects
 from taskpool_operator.handlers import memory, writes
-from taskpool_operator.pool import InvalidPool, Pool
+from taskpool_operator.pool import Pool
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +43,17 @@ def _apply(pool: Pool) -> dict[str, Any] | None:
 def on_event(event: Mapping[str, Any], **_: Any) -> None:
     """A scheduler Deployment changed: report it in the pool's status, and put back the pool's version when
     someone else edited or deleted it."""
-    deployment = event.get("object") or {}
-    meta = deployment.get("metadata", {})
-    pool_name = (meta.get("labels") or {}).get(objects.POOL_LABEL)
-    namespace = meta.get("namespace")
-    if not pool_name or not namespace:
+    found = writes.pool_of_event(event)
+    if found is None:
         return
-    mem = memory.get((namespace, pool_name))
-    if mem is None or mem.scheduler_generation is None:
+    namespace, pool_name, mem = found
+    if mem.scheduler_generation is None:
         return  # the pool's reconciliation has not run yet, or it runs no scheduler
+    deployment = event["object"]
     deleted = event.get("type") == "DELETED"
-    if deleted or int(meta.get("generation", 0)) > mem.scheduler_generation:
-        body = kube.read_pool(namespace, pool_name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return  # the pool is going away: its scheduler goes with it
-        try:
-            pool = Pool.from_body(body)
-        except InvalidPool:
+    if deleted or int(deployment["metadata"].get("generation", 0)) > mem.scheduler_generation:
+        pool = writes.pool_to_restore(namespace, pool_name)
+        if pool is None:
             return
         logger.warning(
             "scheduler Deployment of %s was %s; restoring it", pool_name, "deleted" if deleted else "changed"

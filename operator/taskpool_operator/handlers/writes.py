@@ -4,13 +4,16 @@ Warning Event with the API server's message), and retried slowly."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
 import kopf
 
-from taskpool_operator import kube
+from taskpool_operator import kube, objects
+from taskpool_operator.handlers import memory
 from taskpool_operator.handlers.memory import PoolMemory
+from taskpool_operator.pool import InvalidPool, Pool
 
 # A refused write needs a human (or a spec change, which runs the handler again at once): retried slowly.
 REFUSED_RETRY_S = 60
@@ -36,3 +39,27 @@ def write_deployment(
         ) from None
     mem.write_refusals.pop(name, None)
     return written
+
+
+def pool_of_event(event: Mapping[str, Any]) -> tuple[str, str, PoolMemory] | None:
+    """The namespace, name and memory of the pool a watched Deployment belongs to (its pool label); None when
+    it is no pool's, or the pool has not been reconciled since the operator started."""
+    meta = (event.get("object") or {}).get("metadata", {})
+    pool_name = (meta.get("labels") or {}).get(objects.POOL_LABEL)
+    namespace = meta.get("namespace")
+    if not pool_name or not namespace:
+        return None
+    mem = memory.get((namespace, pool_name))
+    return None if mem is None else (namespace, pool_name, mem)
+
+
+def pool_to_restore(namespace: str, pool_name: str) -> Pool | None:
+    """The pool to write an edited or deleted Deployment again from, as the API server has it now; None when
+    the pool is going away (its Deployments go with it) or its spec is invalid."""
+    body = kube.read_pool(namespace, pool_name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        return Pool.from_body(body)
+    except InvalidPool:
+        return None
