@@ -26,7 +26,6 @@ pytestmark = pytest.mark.integration
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs/runbooks.md"
 TASK_PATH = "taskpool_demo.tasks.noop"
 SCHEDULE = "nightly"
-NOW = datetime.datetime.now(datetime.UTC)
 
 
 def runbook_statements() -> list[str]:
@@ -71,8 +70,13 @@ def insert_task(conn: psycopg.Connection[Any], status: str, worker_ids: list[str
     return str(row["id"])
 
 
+def just_now() -> datetime.datetime:
+    """Read at insert time, not import time: the runbooks look back 15 minutes and a full run takes longer."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 def insert_running(conn: psycopg.Connection[Any], worker_id: str) -> str:
-    return insert_task(conn, "RUNNING", [worker_id], started_at=NOW)
+    return insert_task(conn, "RUNNING", [worker_id], started_at=just_now())
 
 
 @pytest.fixture
@@ -98,8 +102,8 @@ def test_a_runbook_query_finds_the_rows_it_looks_for(conn: psycopg.Connection[An
         conn,
         "FAILED",
         ["worker-a", "worker-b"],
-        started_at=NOW,
-        finished_at=NOW,
+        started_at=just_now(),
+        finished_at=just_now(),
         exception_class_path="django_taskpool.exceptions.TimeLimitExceeded",
         traceback="killed after 30s",
     )
