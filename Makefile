@@ -51,6 +51,8 @@ lint-python: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	@# django-stubs imports the demo settings, which require a DATABASE_URL (never connected to here).
-	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool monitoring devcluster devdb
+	@# benchmarks/memory_probe (a folder put on the operator's PYTHONPATH, no package) is checked as a namespace package.
+	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool monitoring devcluster devdb \
+		benchmarks scripts tests/support
 
 include $(wildcard mk/*.mk)

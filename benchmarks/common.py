@@ -107,7 +107,7 @@ def run_manage(database_url: str, *args: str, timeout: float = 1800, **env: str)
     output. Returns the CPU seconds (user + system) it used, its own worker processes included (a supervisor
     waits for them)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    demo_project.run_manage(database_url, *args, timeout=timeout, **env)
+    demo_project.run_manage(database_url, *args, timeout=timeout, check=True, **env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import psycopg
 from dockerfile_parse import DockerfileParser
@@ -104,17 +104,33 @@ def probes_done(metrics_text: str) -> float:
 PROBE_DIR = Path(__file__).resolve().parent / "memory_probe"
 
 
-def memory_dump(pid: int, base: Path, number: int) -> dict[str, Any]:
+class MemoryDump(TypedDict):
+    """The JSON file benchmarks/memory_probe/sitecustomize.py writes on SIGUSR2."""
+
+    types: list[tuple[str, int]]  # [type name, live objects] pairs (JSON arrays), the most numerous first
+    threads: int
+    heap: dict[str, float]  # glibc's: in_use_mb, free_mb, mmap_mb
+    python_blocks: int
+
+
+def memory_dump(pid: int, base: Path, number: int) -> MemoryDump:
     """Asks the operator (with benchmarks/memory_probe on its PYTHONPATH) for dump `number`: live objects by
     type, the Python allocator's live blocks, glibc's heap, threads."""
     os.kill(pid, signal.SIGUSR2)
     counts = Path(f"{base}.{number}.json")
     h.wait_until(counts.exists, 300, "the operator's memory dump")
-    loaded: dict[str, Any] = json.loads(counts.read_text())
+    loaded: MemoryDump = json.loads(counts.read_text())
     return loaded
 
 
-def breakdown(dump: dict[str, Any]) -> dict[str, object]:
+def object_growth_by_type(idle: MemoryDump, loaded: MemoryDump, top: int) -> dict[str, int]:
+    """Live objects gained per type from one dump to a later one: the `top` largest gains, largest first."""
+    idle_types = dict(idle["types"])
+    growth = {name: count - idle_types.get(name, 0) for name, count in loaded["types"]}
+    return dict(sorted(growth.items(), key=lambda item: -item[1])[:top])
+
+
+def breakdown(dump: MemoryDump) -> dict[str, object]:
     heap = dump["heap"]
     return {
         "python_live_blocks": dump["python_blocks"],
@@ -210,9 +226,7 @@ def real_operator(database_url: str, binary: Path, dumps: Path) -> dict[str, obj
                     "probes_per_s": round(probes_per_s, 2),
                     **breakdown(loaded),
                 }
-            idle_types = dict(idle["types"])
-            growth = {name: count - idle_types.get(name, 0) for name, count in loaded["types"]}
-            phases["object_growth_by_type"] = dict(sorted(growth.items(), key=lambda item: -item[1])[:20])
+            phases["object_growth_by_type"] = object_growth_by_type(idle, loaded, 20)
             return phases
 
 

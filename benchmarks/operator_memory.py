@@ -21,7 +21,14 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.common import QUICK, migrated_database, write_result
-from benchmarks.many_pools import PROBE_DIR, memory_dump, pool_manifest, rss_mb
+from benchmarks.many_pools import (
+    PROBE_DIR,
+    MemoryDump,
+    memory_dump,
+    object_growth_by_type,
+    pool_manifest,
+    rss_mb,
+)
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 
@@ -37,7 +44,7 @@ def package_of(filename: str) -> str:
     return "other: " + "/".join(filename.split("/")[-2:])
 
 
-def dump(pid: int, base: Path, number: int) -> tuple[tracemalloc.Snapshot, dict[str, object]]:
+def dump(pid: int, base: Path, number: int) -> tuple[tracemalloc.Snapshot, MemoryDump]:
     counts = memory_dump(pid, base, number)
     return tracemalloc.Snapshot.load(f"{base}.{number}.snapshot"), counts
 
@@ -73,11 +80,6 @@ def main() -> None:
     for stat in by_file:
         by_package[package_of(str(stat.traceback[0].filename))] += stat.size_diff
     by_line = loaded.compare_to(idle, "lineno")[:25]
-    idle_types = dict(idle_counts["types"])  # type: ignore[arg-type]
-    growth = {
-        name: count - idle_types.get(name, 0)
-        for name, count in loaded_counts["types"]  # type: ignore[attr-defined]
-    }
     traced_growth = sum(stat.size_diff for stat in by_file)
     write_result(
         "operator_memory",
@@ -98,7 +100,7 @@ def main() -> None:
                 }
                 for stat in by_line
             ],
-            "object_growth_by_type": dict(sorted(growth.items(), key=lambda item: -item[1])[:30]),
+            "object_growth_by_type": object_growth_by_type(idle_counts, loaded_counts, 30),
             "threads": {"idle": idle_counts["threads"], "loaded": loaded_counts["threads"]},
             # glibc's heap: `free_mb` is memory freed by the process but kept by malloc (fragmentation,
             # per-thread arenas); it counts in the RSS while tracemalloc sees none of it.

@@ -27,26 +27,24 @@ import random
 import sys
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 
-from benchmarks.common import latency_summary
+from benchmarks.common import QUICK, RESULTS, latency_summary, migrated_database
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
 from devdb import demo_project
 from taskpool_operator.probe import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-
-QUICK = os.environ.get("QUICK") == "1"
 TRIALS = 5 if QUICK else 20
 BURST = 50
 POLL_INTERVAL_S = 1.0
 TARGET_P95_S = 2.0
 TARGET_NOTIFY_P95_S = 0.3
 KEDA_DEFAULT_WORST_CASE_S = 30.0  # ScaledObject pollingInterval default: activation from zero waits for it
-RESULT = ROOT / "benchmarks" / "results" / "reaction.json"
+# Written by main() itself, not common.write_result (which sorts the keys and adds measured_at and
+# machine.system): the committed benchmarks/results/reaction.json has this file's own layout.
+RESULT = RESULTS / "reaction.json"
 POOLS = {"polling": ("bench", "emails", False), "notify": ("bench-notify", "reports", True)}
 
 
@@ -88,6 +86,12 @@ class ReplicaWatch:
         raise RuntimeError(f"spec.replicas did not change within {timeout:g}s")
 
 
+def wait_for_zero_replicas(
+    cluster: LocalCluster, namespace: str, deployment: str, timeout: float, what: str
+) -> None:
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, deployment) == 0, timeout, what)
+
+
 def clear_queue(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DELETE FROM {sql.TASK_TABLE}")
@@ -95,7 +99,7 @@ def clear_queue(dsn: str) -> None:
 
 def main() -> None:
     samples: dict[str, list[float]] = {mode: [] for mode in POOLS}
-    with demo_project.standalone_migrated_database("taskpool_bench") as database:
+    with migrated_database() as database:
         dsn, url = database.dsn, database.url
         with LocalCluster.start(nodes=1) as cluster:
             h.install_crd(cluster)
@@ -103,7 +107,7 @@ def main() -> None:
             h.create_dsn_secret(cluster, namespace, "db", url)
             with h.running_operator(cluster, namespace, "--log-level", "warning"):
                 watches = {}
-                for mode, (pool, queue, notify) in POOLS.items():
+                for mode, (pool, queue, wakes_on_notify) in POOLS.items():
                     manifest = h.pool_manifest(
                         pool,
                         "db",
@@ -115,16 +119,14 @@ def main() -> None:
                             "pollInterval": f"{POLL_INTERVAL_S:g}s",
                             "scaleDownStabilization": "0s",
                             "scaleToZeroAfter": "0s",
-                            "notify": notify,
+                            "notify": wakes_on_notify,
                         },
                         # No worker consumes the burst: the image maps to nothing on the local node agent.
                         worker={"image": "registry.invalid/no-worker:bench"},
                     )
                     h.create_pool(cluster, namespace, manifest)
                     deployment = f"{pool}-workers"
-                    h.wait_until(
-                        lambda d=deployment: h.spec_replicas(cluster, namespace, d) == 0, 60, "the Deployment"
-                    )
+                    wait_for_zero_replicas(cluster, namespace, deployment, 60, "the Deployment")
                     watches[mode] = ReplicaWatch(cluster, namespace, deployment)
                 time.sleep(3 * POLL_INTERVAL_S)  # the notify pool's LISTEN is in place
                 rng = random.Random(20261121)
@@ -141,11 +143,7 @@ def main() -> None:
                         samples[mode].append(changed - committed)
                         print(f"trial {trial + 1}/{TRIALS} {mode}: {samples[mode][-1]:.3f}s", file=sys.stderr)
                         clear_queue(dsn)
-                        h.wait_until(
-                            lambda d=watch.deployment: h.spec_replicas(cluster, namespace, d) == 0,
-                            30,
-                            "zero replicas",
-                        )
+                        wait_for_zero_replicas(cluster, namespace, watch.deployment, 30, "zero replicas")
                         watch.changes.clear()
                 for watch in watches.values():
                     watch.stopped.set()

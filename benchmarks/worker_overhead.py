@@ -53,15 +53,16 @@ VARIANTS = {
     # Every task arms a hard limit (the supervisor watches its deadline) and a soft one (the child's alarm).
     "taskpool": ("taskpool_worker", *LOOP_FLAGS, "--metrics-port=0", "--time-limit=60"),
 }
-ENV = {"TASKPOOL_DEMO_TIME_LIMITS": json.dumps({"taskpool_demo.tasks.noop": {"soft_time_limit": 30}})}
+# The demo project's per-task time limits ($TASKPOOL_DEMO_TIME_LIMITS): a soft one on the no-op task.
+TIME_LIMITS = json.dumps({"taskpool_demo.tasks.noop": {"soft_time_limit": 30}})
 
 
 def cpu_per_task_ms(database_url: str, dsn: str, command: tuple[str, ...]) -> tuple[float, float]:
     """(CPU ms per task, tasks per second) of one variant: a run on TASKS tasks minus a run on none."""
     clear_tasks(dsn)
-    empty_cpu_s = run_manage(database_url, *command, **ENV)
+    empty_cpu_s = run_manage(database_url, *command, TASKPOOL_DEMO_TIME_LIMITS=TIME_LIMITS)
     run_manage(database_url, "enqueue_burst", "--task=noop", f"--count={TASKS}")
-    cpu_s = run_manage(database_url, *command, **ENV)
+    cpu_s = run_manage(database_url, *command, TASKPOOL_DEMO_TIME_LIMITS=TIME_LIMITS)
     count, rate = processing_rate(dsn)
     if count != TASKS:
         raise RuntimeError(f"{command[0]} processed {count} of {TASKS} tasks")
@@ -74,7 +75,8 @@ def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tupl
     ordered, n = sorted(values), len(values)
 
     def coverage(k: int) -> float:
-        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+        # 1 << n is 2**n as an int (typeshed types int ** int as Any: a negative power would be a float).
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / (1 << n)
 
     k = max((k for k in range(1, n // 2 + 1) if coverage(k) >= confidence), default=1)
     return ordered[k - 1], ordered[n - k]
@@ -115,7 +117,7 @@ def main() -> None:
             "tasks_per_run": TASKS,
             "pairs": PAIRS,
             "taskpool_flags": list(VARIANTS["taskpool"][1:]),
-            "taskpool_time_limits": ENV["TASKPOOL_DEMO_TIME_LIMITS"],
+            "taskpool_time_limits": TIME_LIMITS,
             "note": (
                 "measured on a 2-core machine shared with other engineers' builds and tests running at the "
                 "same time: the CPU figures are paired and start-up-cancelled; wall-clock ones are only "
