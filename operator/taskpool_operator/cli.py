@@ -1,9 +1,11 @@
-"""`taskpool-operator`: run the operator, probe a database's queues, print the CRD."""
+"""`taskpool-operator`: run the operator, probe a database's queues, print the CRD, delete pools (the chart's
+pre-delete hook)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -16,8 +18,11 @@ from taskpool_operator import (
     __version__,
     crd,
     handlers,  # noqa: F401 - importing registers the handlers with kopf
+    kube,
     metrics,
+    uninstall,
 )
+from taskpool_operator.handlers.lifecycle import load_credentials
 from taskpool_operator.probe.depth import PoolDepth, ProbeError, ProbeTarget, ready_cap
 from taskpool_operator.probe.dsn import normalize
 from taskpool_operator.probe.hub import ProbeHub
@@ -91,7 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--timeout", type=_positive, default=5, help="connect and query timeout in seconds")
 
     commands.add_parser("crd", help="print the TaskWorkerPool CustomResourceDefinition")
+
+    delete_pools = commands.add_parser(
+        "delete-pools", help="delete TaskWorkerPools and wait until they are gone (the chart's uninstall)"
+    )
+    delete_pools.add_argument(
+        "--timeout", type=_positive, default=600, help="seconds to wait for the pools to go (default 600)"
+    )
+    delete_pools.add_argument("pools", nargs="+", type=_pool_ref, metavar="NAMESPACE/NAME")
     return parser
+
+
+def _pool_ref(text: str) -> uninstall.PoolRef:
+    try:
+        return uninstall.parse_pool_ref(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +122,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "probe":
         return _probe(parser, args)
+    if args.command == "delete-pools":
+        return _delete_pools(args)
     return _run(args)
+
+
+def _delete_pools(args: argparse.Namespace) -> int:
+    try:
+        kube.configure(functools.partial(load_credentials, kopf.OperatorSettings()))
+        uninstall.delete_pools(args.pools, args.timeout, say=functools.partial(print, flush=True))
+    except (kopf.LoginError, OSError, uninstall.PoolsRemain) as exc:  # OSError: an unreadable kubeconfig
+        sys.stderr.write(f"taskpool-operator: delete-pools failed: {exc}\n")
+        return 1
+    except kube.ApiError as exc:  # e.g. RBAC: the API server's own message says what is missing
+        sys.stderr.write(f"taskpool-operator: delete-pools failed: {kube.rejection_message(exc) or exc}\n")
+        return 1
+    return 0
 
 
 def _probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

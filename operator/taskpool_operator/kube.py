@@ -390,6 +390,16 @@ def read_pool(namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def delete_pool(namespace: str, name: str) -> None:
+    """Deletes a TaskWorkerPool (the chart's pre-delete hook; the operator never deletes pools); gone already
+    is fine."""
+    try:
+        _request("delete", POOLS, namespace, name)
+    except ApiError as exc:
+        if not is_not_found(exc):
+            raise
+
+
 def delete_deployment(namespace: str, name: str) -> None:
     """Deletes a Deployment (its pods go with it); gone already is fine."""
     try:

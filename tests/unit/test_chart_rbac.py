@@ -28,15 +28,45 @@ WATCHING_REGISTRATION = (
 Rules = dict[tuple[str, str], set[str]]
 
 
-def operator_api_calls() -> Rules:
-    """Every `_request("<verb>", <RESOURCE>, ...)` call in kube.py."""
-    rules: Rules = defaultdict(set)
+def calls_by_function() -> dict[str, Rules]:
+    """The `_request("<verb>", <RESOURCE>, ...)` calls of each top-level function of kube.py."""
+    found: dict[str, Rules] = {}
     source = (OPERATOR / "kube.py").read_text()
-    calls = re.findall(r'_request\(\s*"(\w+)",\s*(\w+),', source)
-    assert calls, "kube.py makes no _request calls: the pattern above is out of date"
-    for verb, resource in calls:
-        rules[getattr(kube, resource).rbac].add(verb)
+    for block in re.split(r"^def ", source, flags=re.MULTILINE)[1:]:
+        rules: Rules = defaultdict(set)
+        for verb, resource in re.findall(r'_request\(\s*"(\w+)",\s*(\w+),', block):
+            rules[getattr(kube, resource).rbac].add(verb)
+        found[block.split("(", 1)[0].split("[", 1)[0]] = rules
+    assert any(found.values()), "kube.py makes no _request calls: the pattern above is out of date"
+    return found
+
+
+def kube_functions_called(path: Path) -> set[str]:
+    """kube's functions a module calls or passes on (`kube.read_pool(...)`, `read=kube.read_pool`)."""
+    return set(re.findall(r"\bkube\.([a-z_]\w*)", path.read_text()))
+
+
+def merged(rule_sets: list[Rules]) -> Rules:
+    rules: Rules = defaultdict(set)
+    for found in rule_sets:
+        for key, verbs in found.items():
+            rules[key] |= verbs
     return rules
+
+
+def hook_api_calls() -> Rules:
+    """The pre-delete hook's calls (`taskpool-operator delete-pools`, uninstall.py)."""
+    calls = calls_by_function()
+    return merged([calls[name] for name in kube_functions_called(OPERATOR / "uninstall.py")])
+
+
+def operator_api_calls() -> Rules:
+    """Every call in kube.py but those only the pre-delete hook makes: the hook has its own ServiceAccount."""
+    used_elsewhere = set().union(
+        *(kube_functions_called(p) for p in OPERATOR.rglob("*.py") if p.name != "uninstall.py")
+    )
+    hook_only = kube_functions_called(OPERATOR / "uninstall.py") - used_elsewhere
+    return merged([rules for name, rules in calls_by_function().items() if name not in hook_only])
 
 
 def kopf_watches() -> Rules:
@@ -54,10 +84,7 @@ def kopf_watches() -> Rules:
 
 
 def expected_rules() -> Rules:
-    rules: Rules = defaultdict(set)
-    for found in (operator_api_calls(), kopf_watches()):
-        for key, verbs in found.items():
-            rules[key] |= verbs
+    rules = merged([operator_api_calls(), kopf_watches()])
     rules[POOLS].add("patch")  # kopf's finalizer and progress annotations
     rules[("", "events")].add("create")  # kopf.info/kopf.warn and handler events (core v1)
     return rules
@@ -143,10 +170,12 @@ def test_uninstall_hook_may_only_delete_the_pools_of_the_release() -> None:
     hooks = [d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"]
     roles = [d for d in hooks if d["kind"] == "Role"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["shop", "taskpool-system"]
+    assert hook_api_calls() == {POOLS: {"get", "delete"}}
     for role in roles:
-        assert rendered_rules(role["rules"]) == {POOLS: {"get", "delete"}}
+        assert rendered_rules(role["rules"]) == hook_api_calls()
     (job,) = [d for d in hooks if d["kind"] == "Job"]
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][1:] == ["taskpool-system/a", "shop/b"]
+    assert container["command"] == ["taskpool-operator", "delete-pools"]
+    assert container["args"] == ["--timeout=600", "taskpool-system/a", "shop/b"]
     assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "uninstall"
     assert not [d for d in render() if d["kind"] == "Job"], "no hook without pools"

@@ -25,6 +25,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 import taskpool_operator
+from charts import checks
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = {"operator": ROOT / "Dockerfile", "worker": ROOT / "worker_image" / "Dockerfile"}
@@ -280,6 +281,31 @@ def test_operator_image_installs_and_runs(operator_image: LocalBuild) -> None:
     assert yaml.safe_load(crd) == yaml.safe_load(
         (ROOT / "operator" / "taskpool_operator" / "crd.yaml").read_text()
     )
+
+
+def test_the_uninstall_hook_runs_in_the_operator_image(operator_image: LocalBuild, tmp_path: Path) -> None:
+    """The chart's pre-delete hook runs in the operator's image, which has no official Kubernetes client:
+    its command, as the chart renders it, gets as far as logging in (no credentials here) and says why."""
+    python = str(Path(operator_image.env["VIRTUAL_ENV"]) / "bin" / "python")
+    absent = operator_image.run([python, "-c", "import kubernetes"], check=False)
+    assert "No module named 'kubernetes'" in absent.stderr
+    pool = {"queues": ["q"], "database": {"secretName": "db"}, "worker": {"image": "w:1"}}
+    pools = json.dumps([{"name": "a", "spec": pool}])
+    docs = checks.documents(checks.template(set_values=[f"pools={pools}"]))
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("ghcr.io/taskpool/taskpool-operator:")
+    argv = [*container["command"], *container["args"]]
+    resolved = shutil.which(argv[0], path=(operator_image.base_env() | operator_image.env)["PATH"])
+    assert resolved, f"{argv[0]} is not on the image's PATH"
+    operator_image.env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+    try:
+        hook = operator_image.run([resolved, *argv[1:]], check=False)
+    finally:
+        del operator_image.env["KUBECONFIG"]
+    assert hook.returncode == 1, hook.stderr
+    assert hook.stderr.startswith("taskpool-operator: delete-pools failed:"), hook.stderr
+    assert "no-kubeconfig" in hook.stderr
 
 
 def test_worker_image_installs_and_runs(worker_image: LocalBuild) -> None:

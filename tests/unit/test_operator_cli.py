@@ -1,6 +1,8 @@
-"""`taskpool-operator`: CRD output and one-line errors for bad input (exit 2)."""
+"""`taskpool-operator`: CRD output, one-line errors for bad input (exit 2), failures as exit 1."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,6 +30,11 @@ def test_crd_prints_the_single_source(capsys: pytest.CaptureFixture[str]) -> Non
         ),
         (["run", "--metrics-port", "99999"], "99999 is not a port number"),
         (["run", "-n", "a", "-A"], "not allowed with argument"),
+        (["delete-pools"], "the following arguments are required: NAMESPACE/NAME"),
+        (["delete-pools", "shop"], "'shop' is not NAMESPACE/NAME"),
+        (["delete-pools", "shop/"], "'shop/' is not NAMESPACE/NAME"),
+        (["delete-pools", "a/b/c"], "'a/b/c' is not NAMESPACE/NAME"),
+        (["delete-pools", "--timeout", "0", "a/b"], "0 must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -50,3 +57,15 @@ def test_probe_failure_is_exit_1_without_the_password(capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert "probe failed (connect)" in err
     assert "hunter2" not in err
+
+
+def test_delete_pools_without_credentials_is_exit_1_naming_the_cause(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert cli.main(["delete-pools", "shop/a"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("taskpool-operator: delete-pools failed: ")
+    assert "missing" in err
+    assert "Traceback" not in err
