@@ -298,6 +298,7 @@ class Supervisor:
                     break
                 self._restart_due()
             self._sleep()
+        self._reap()  # a process that exited after this turn's reaping: its rows are to be resolved too
         self._recover_dead(retry_now=True)
         if self._dead:
             logger.error(

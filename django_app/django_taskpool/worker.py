@@ -80,6 +80,7 @@ from django_taskpool.time_limits import (
 from django_taskpool.wakeup import ReadyListener
 
 logger = logging.getLogger("django_taskpool")
+PAUSE_SLICE_S = 0.1
 
 
 class TaskpoolWorker(Worker):
@@ -161,9 +162,13 @@ class TaskpoolWorker(Worker):
         self._between_turns = True
 
     def _pause(self, seconds: float) -> None:
-        """A wait during a database outage: the heartbeat goes on (waiting for the database is no hang)."""
+        """A wait during a database outage: the heartbeat goes on (waiting for the database is no hang).
+        In slices, because the shutdown cut-off's SystemExit reaches a thread (`--threads`) only between two
+        Python instructions, not inside a sleep: it lands within a slice, well before the cut-off's kill."""
         self._heartbeat.poll(time.time())
-        time.sleep(seconds)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, PAUSE_SLICE_S))
         self._heartbeat.poll(time.time())
 
     def _keeps_running(self) -> bool:
