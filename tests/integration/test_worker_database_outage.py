@@ -163,3 +163,16 @@ def test_a_result_still_waiting_for_the_database_at_the_shutdown_cut_off_leaves_
     assert "or the operator's orphan recovery once the pod is gone" in log
     assert "Traceback" not in log
     assert "did not exit: killing it" not in log  # it gave up at the cut-off, no SIGKILL needed
+
+
+@pytest.mark.parametrize("parallelism", ["--concurrency=2", "--threads=2"])
+def test_sigterm_while_idle_loops_wait_for_the_database_exits_0(
+    migrated_database: MigratedDatabase, postgres_admin_dsn: str, worker_runs: StartWorker, parallelism: str
+) -> None:
+    run = worker_runs(migrated_database.url, parallelism, "--interval=0.1")
+    run.wait_ready(processes=2)
+    with postgres.stopped_server(postgres_admin_dsn):
+        wait_until(lambda: "before claiming again" in run.log(), 60, "the loops to wait for the database")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0, run.log()
+    assert "did not exit: killing it" not in run.log()
