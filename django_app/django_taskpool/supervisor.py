@@ -16,6 +16,11 @@ earlier container of the same pod left RUNNING are resolved the same way (only w
 to be unique: `POD_NAME` or `--worker-id`). A recovery the database refuses is retried every
 RECOVERY_RETRY_S until it succeeds.
 
+Before anything of that, the supervisor waits for the database (django_taskpool.outage.wait_at_start): a pod
+started during an outage waits it out instead of crash-looping, `/readyz` failing and `/healthz` passing
+meanwhile; a stop signal then ends it at once (exit 0: nothing was started, nothing claimed). What waiting
+cannot fix (credentials, a missing database or task table) ends it at once with `DatabaseNotUsable`.
+
 With `--threads N` every process has N loops, each with its own worker id and heartbeat. A thread cannot be
 stopped from outside, so a task over its hard time limit still costs its whole process: the overdue task is
 stored FAILED `TimeLimitExceeded`, and the tasks its sibling threads were running are resolved like any
@@ -50,10 +55,11 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from django_taskpool import recovery
 from django_taskpool.child import child_main
 from django_taskpool.config import LoopOptions, WorkerConfig
-from django_taskpool.database import database_problem
+from django_taskpool.database import check_usable, database_problem
 from django_taskpool.exceptions import TimeLimitExceeded, WorkerLost
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import SupervisorCollector, WithSupervisorCounts
+from django_taskpool.outage import wait_at_start
 from django_taskpool.recovery import LostAction, ResolvedTask
 from django_taskpool.retries import Policies, jitter_draw
 from django_taskpool.worker_ids import is_worker_of_pod, worker_ids
@@ -182,6 +188,7 @@ class Supervisor:
         self._heartbeat_timeout = heartbeat_timeout
         self._database_alias = database_alias
         self.restarts = 0
+        self._started = False  # the database answered at start-up and the worker processes were started
         self._last_turn = time.monotonic()
         self._signals: list[int] = []
         self._stopping_since: float | None = None
@@ -231,6 +238,7 @@ class Supervisor:
                 ok = (
                     slot.finished
                     or stopping
+                    or not self._started  # waiting for the database: a restart would only wait again
                     or (alive and pulse.busy)
                     or since_poll <= self._heartbeat_timeout
                 )
@@ -252,7 +260,9 @@ class Supervisor:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         if self._stopping_since is not None:
             return False, {"reason": "shutting down"}
-        problem = database_problem(self._database_alias, need_table=False)
+        if not self._started:
+            return False, {"reason": "waiting for the database"}
+        problem = database_problem(self._database_alias)
         return problem is None, {"database": problem or "ok"}
 
     # -- running ---------------------------------------------------------------------------------------
@@ -266,8 +276,10 @@ class Supervisor:
         self._signals.append(signum)
 
     def run(self) -> int:
-        if self._recover_at_start:
-            self._recover_earlier_container()
+        if not wait_at_start(self._check_at_start, self._pause_at_start, self._keeps_starting):
+            logger.info("stopped while waiting for the database: no worker process was started")
+            return 0
+        self._started = True
         for slot in self._slots:
             self._spawn(slot)
         while True:
@@ -286,14 +298,37 @@ class Supervisor:
                     break
                 self._restart_due()
             self._sleep()
+        self._reap()  # a process that exited after this turn's reaping: its rows are to be resolved too
         self._recover_dead(retry_now=True)
         if self._dead:
             logger.error(
                 "exiting with the RUNNING rows of dead worker ids %s unresolved (the next start of this pod "
-                "resolves them)",
+                "resolves them, or the operator's orphan recovery once the pod is gone)",
                 ", ".join(dead.worker_id for dead in self._dead),
             )
         return 1 if self._tasks_cut_off else 0
+
+    def _check_at_start(self) -> None:
+        check_usable(self._database_alias)
+        if self._recover_at_start:
+            self._recover_earlier_container()
+
+    def _pause_at_start(self, seconds: float) -> None:
+        """A wait for the database at start-up, ended early by a signal; the loop counts as turning."""
+        self._last_turn = time.monotonic()
+        wait([self._wakeup_read], timeout=seconds)
+        with contextlib.suppress(BlockingIOError):
+            while self._wakeup_read.recv(4096):
+                pass
+        self._last_turn = time.monotonic()
+
+    def _keeps_starting(self) -> bool:
+        while self._signals:
+            logger.info(
+                "received %s while waiting for the database: exiting", signal.strsignal(self._signals.pop(0))
+            )
+            self._stopping_since = time.monotonic()
+        return self._stopping_since is None
 
     def _spawn(self, slot: Slot) -> None:
         for heartbeat in slot.heartbeats:

@@ -21,6 +21,12 @@ The claim logic is upstream's, untouched. This subclass only
   loop that lost the database while claiming waits for it, then enters upstream's loop again. A claim whose
   COMMIT the outage cut off may have committed: such a row (RUNNING under this loop's worker id) is run
   first, since nothing else would ever resolve it while this process lives.
+- a stop (SIGTERM) while a result waits for the database lets the wait go on until the shutdown cut-off (the
+  second signal, `--shutdown-timeout` after the first): a database back by then gets the result and the
+  process exits 0. At the cut-off the write is abandoned (not turned into a FAILED SystemExit: the task
+  succeeded or failed by itself), one line says the row stays RUNNING, and the process exits 1, which makes
+  its supervisor try to resolve the row (`--on-worker-lost`) before the pod exits; failing that, the
+  operator's orphan recovery does once the pod is gone.
 
 With `--threads N` a process runs N such loops in threads (`run_threads`): each has its own worker id,
 heartbeat and database connection (Django's connections are per thread); the main thread only waits and
@@ -60,7 +66,7 @@ from django_taskpool.database import database_alias
 from django_taskpool.exceptions import class_path
 from django_taskpool.heartbeat import Heartbeat
 from django_taskpool.metrics import TaskMetrics, connect_receivers
-from django_taskpool.outage import DATABASE_GONE, store_until_done, wait_until_reachable
+from django_taskpool.outage import DATABASE_GONE, WriteAbandoned, store_until_done, wait_until_reachable
 from django_taskpool.retries import Policies, RetryPolicy, jitter_draw
 from django_taskpool.time_limits import (
     SoftLimit,
@@ -74,6 +80,7 @@ from django_taskpool.time_limits import (
 from django_taskpool.wakeup import ReadyListener
 
 logger = logging.getLogger("django_taskpool")
+PAUSE_SLICE_S = 0.1
 
 
 class TaskpoolWorker(Worker):
@@ -155,9 +162,13 @@ class TaskpoolWorker(Worker):
         self._between_turns = True
 
     def _pause(self, seconds: float) -> None:
-        """A wait during a database outage: the heartbeat goes on (waiting for the database is no hang)."""
+        """A wait during a database outage: the heartbeat goes on (waiting for the database is no hang).
+        In slices, because the shutdown cut-off's SystemExit reaches a thread (`--threads`) only between two
+        Python instructions, not inside a sleep: it lands within a slice, well before the cut-off's kill."""
         self._heartbeat.poll(time.time())
-        time.sleep(seconds)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, PAUSE_SLICE_S))
         self._heartbeat.poll(time.time())
 
     def _keeps_running(self) -> bool:
@@ -243,11 +254,29 @@ class TaskpoolWorker(Worker):
         """`write` (of the task's outcome), repeated until stored across a database outage."""
 
         def store(outcome: A) -> None:
+            if isinstance(outcome, WriteAbandoned):
+                raise outcome  # upstream's run_task offers the abandoned write to `set_failed`: none to store
             # The task is over: its hard time limit no longer applies while its result is written.
             self._heartbeat.busy(busy_since)
-            store_until_done(
-                functools.partial(write, outcome), self._alias, f"the result of task id={row.id}", self._pause
-            )
+            try:
+                store_until_done(
+                    functools.partial(write, outcome),
+                    self._alias,
+                    f"the result of task id={row.id}",
+                    self._pause,
+                )
+            except WriteAbandoned as abandoned:
+                logger.error(  # noqa: TRY400 - one line: an outage is not a bug
+                    "shutdown cut-off after %.1fs without the database: the result of task id=%s is not "
+                    "stored and its row stays RUNNING under worker id %s (resolved as a lost worker's task: "
+                    "by the supervisor if the database answers before the pod exits, else by the operator's "
+                    "orphan recovery once the pod is gone)",
+                    abandoned.waited_s,
+                    row.id,
+                    self.worker_id,
+                    extra={"task_id": str(row.id), "task_path": row.task_path},
+                )
+                raise
 
         return store
 
@@ -358,6 +387,8 @@ def run_loop(worker: TaskpoolWorker) -> int:
     """One loop to its end; the exit code it asks for (1: it crashed)."""
     try:
         worker.run()
+    except WriteAbandoned:
+        return 1  # logged where it happened: the supervisor now resolves the row, if the database lets it
     except Exception:
         logger.exception("worker %s crashed", worker.worker_id)
         return 1

@@ -2,11 +2,13 @@
 
 The worker keeps a finished task's result in memory and stores it once the database is back (even past the
 task's hard time limit: the task is over, only its result is still being written), and its idle loops
-wait for the database instead of exiting: no process restarts, every task runs once and succeeds.
+wait for the database instead of exiting: no process restarts, every task runs once and succeeds. A stop
+(SIGTERM) meanwhile keeps the result waiting until the shutdown cut-off, then leaves the row RUNNING.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 
@@ -101,3 +103,76 @@ def test_a_claim_committed_as_the_database_went_away_runs_once_it_is_back(
     )
     assert (row["status"], row["return_value"], row["worker_ids"]) == ("SUCCESSFUL", 0.2, [f"{POD}-0"])
     assert "claimed as the database went away: running it now" in run.log()
+
+
+def test_sigterm_during_an_outage_keeps_storing_the_result_and_a_database_back_in_time_gets_it(
+    migrated_database: MigratedDatabase, postgres_admin_dsn: str, worker_runs: StartWorker
+) -> None:
+    """The pod is deleted while a finished task's result waits for the database: the wait goes on until the
+    shutdown cut-off, and the database back before it gets the result (exit 0)."""
+    db = migrated_database
+    # A cut-off far beyond the server's restart: the result is stored, however loaded the machine.
+    run = worker_runs(db.url, "--interval=0.1", "--shutdown-timeout=300", env={"POD_NAME": POD})
+    run.wait_ready()
+    (task_id,) = enqueue(db.url, "slow", count=1, duration=TASK_S)
+    wait_until(lambda: task_rows(db.dsn)[task_id]["status"] == "RUNNING", 60, "the task running")
+    with postgres.stopped_server(postgres_admin_dsn):
+        wait_until(lambda: "keeping the result of task" in run.log(), 60, "the task to finish meanwhile")
+        run.signal(signal.SIGTERM)
+        wait_until(lambda: "finishing the current task, then exiting" in run.log(), 60, "the worker's stop")
+        run.check_running()
+    assert run.wait() == 0, run.log()
+    row = task_rows(db.dsn)[task_id]
+    assert (row["status"], row["return_value"], row["worker_ids"]) == ("SUCCESSFUL", TASK_S, [f"{POD}-0"])
+    assert f"stored the result of task id={task_id}" in run.log()
+
+
+@pytest.mark.parametrize("parallelism", ["--concurrency=1", "--threads=2"])
+def test_a_result_still_waiting_for_the_database_at_the_shutdown_cut_off_leaves_the_row_running(
+    migrated_database: MigratedDatabase, postgres_admin_dsn: str, worker_runs: StartWorker, parallelism: str
+) -> None:
+    """At the cut-off the worker gives the write up: the row stays RUNNING under its worker id (not FAILED
+    with a SystemExit the task never raised) for the operator's orphan recovery, and one line says so."""
+    db = migrated_database
+    run = worker_runs(db.url, parallelism, "--interval=0.1", "--shutdown-timeout=2", env={"POD_NAME": POD})
+    run.wait_ready(processes=1 if parallelism == "--concurrency=1" else 2)
+    (task_id,) = enqueue(db.url, "slow", count=1, duration=1)
+    running = wait_until(
+        lambda: (r := task_rows(db.dsn)[task_id])["status"] == "RUNNING" and r, 60, "the task running"
+    )
+    with postgres.stopped_server(postgres_admin_dsn):
+        # SIGTERM once the task is over: the cut-off then meets the result's write, not the task.
+        wait_until(lambda: "keeping the result of task" in run.log(), 60, "the task to finish meanwhile")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 1, run.log()
+    log = run.log()
+    row = task_rows(db.dsn)[task_id]
+    assert (row["status"], row["worker_ids"], row["exception_class_path"]) == (
+        "RUNNING",
+        running["worker_ids"],
+        "",
+    )
+    line = (
+        f"the result of task id={task_id} is not stored and its row stays RUNNING under worker id "
+        f"{running['worker_ids'][-1]}"
+    )
+    assert log.count(line) == 1, log
+    # A dead process's row: its supervisor tried to resolve it, then said who will.
+    assert "worker process 0 stopped (exit code 1)" in log
+    assert "cannot resolve the tasks of dead worker id(s)" in log
+    assert "or the operator's orphan recovery once the pod is gone" in log
+    assert "Traceback" not in log
+    assert "did not exit: killing it" not in log  # it gave up at the cut-off, no SIGKILL needed
+
+
+@pytest.mark.parametrize("parallelism", ["--concurrency=2", "--threads=2"])
+def test_sigterm_while_idle_loops_wait_for_the_database_exits_0(
+    migrated_database: MigratedDatabase, postgres_admin_dsn: str, worker_runs: StartWorker, parallelism: str
+) -> None:
+    run = worker_runs(migrated_database.url, parallelism, "--interval=0.1")
+    run.wait_ready(processes=2)
+    with postgres.stopped_server(postgres_admin_dsn):
+        wait_until(lambda: "before claiming again" in run.log(), 60, "the loops to wait for the database")
+        run.signal(signal.SIGTERM)
+        assert run.wait() == 0, run.log()
+    assert "did not exit: killing it" not in run.log()

@@ -144,6 +144,16 @@ def test_exception_paths_resolve() -> None:
             "outcome=time_limit_exceeded",
             "django_app/django_taskpool/supervisor.py",
         ),
+        (
+            "`waiting for it before starting`",
+            "waiting for it before starting (retrying",
+            "django_app/django_taskpool/outage.py",
+        ),
+        (
+            "`cannot use database`",
+            'f"cannot use {_describe(alias)}',
+            "django_app/django_taskpool/database.py",
+        ),
     ],
 )
 def test_quoted_log_lines_are_logged(quoted: str, logged: str, source: str) -> None:

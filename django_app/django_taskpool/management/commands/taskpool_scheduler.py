@@ -1,11 +1,15 @@
 """`manage.py taskpool_scheduler`: fires the periodic tasks of settings.TASKPOOL_SCHEDULES exactly once and
-deletes finished task rows past their retention period; `/metrics`, `/healthz` and `/readyz` on one port."""
+deletes finished task rows past their retention period; `/metrics`, `/healthz` and `/readyz` on one port.
+
+Started during a database outage it waits for the database as a worker does (django_taskpool.outage), its
+endpoints serving meanwhile (not ready, alive); what waiting cannot fix is one line and exit code 1."""
 
 from __future__ import annotations
 
 import datetime
 import logging
 import signal
+import time
 from argparse import ArgumentParser, ArgumentTypeError
 from types import FrameType
 from typing import Any
@@ -18,9 +22,10 @@ from django_tasks_db.models import DBTaskResult
 from prometheus_client import CollectorRegistry
 
 from django_taskpool import logs
-from django_taskpool.database import database_problem
+from django_taskpool.database import DatabaseNotUsable, check_usable, database_problem
 from django_taskpool.endpoints import EndpointServer
 from django_taskpool.models import ScheduleFire
+from django_taskpool.outage import wait_at_start
 from django_taskpool.retention import RetentionPolicy
 from django_taskpool.scheduler import Scheduler
 from django_taskpool.schedules import ScheduleError
@@ -148,9 +153,6 @@ class Command(BaseCommand):
                 "the fires table and the task table are routed to different databases: a fire and its task "
                 "must be written in one transaction"
             )
-        problem = database_problem(alias, need_table=True)
-        if problem:
-            raise CommandError(problem)
 
         def seconds(key: str) -> datetime.timedelta | None:
             return None if options[key] is None else datetime.timedelta(seconds=options[key])
@@ -174,12 +176,18 @@ class Command(BaseCommand):
             registry=registry,
         )
 
+        started_at: float | None = None  # when the database first answered
+
         def liveness() -> tuple[bool, dict[str, Any]]:
-            since = scheduler.seconds_since_tick()
+            if started_at is None:  # waiting for the database is no hang: a restart would only wait again
+                return True, {"reason": "waiting for the database"}
+            since = min(scheduler.seconds_since_tick(), time.monotonic() - started_at)
             return since < options["heartbeat_timeout"], {"seconds_since_tick": round(since, 3)}
 
         def readiness() -> tuple[bool, dict[str, Any]]:
-            problem = database_problem(ScheduleFire.objects.db, need_table=False)
+            if started_at is None:
+                return False, {"reason": "waiting for the database"}
+            problem = database_problem(ScheduleFire.objects.db)
             return problem is None, {"database": problem or "ok"}
 
         try:
@@ -208,7 +216,14 @@ class Command(BaseCommand):
             port,
         )
         try:
+            if not wait_at_start(
+                lambda: check_usable(alias), scheduler.stopping.wait, lambda: not scheduler.stopping.is_set()
+            ):
+                return
+            started_at = time.monotonic()
             scheduler.run()
+        except DatabaseNotUsable as exc:
+            raise CommandError(str(exc)) from None
         finally:
             server.shutdown()
             server.server_close()

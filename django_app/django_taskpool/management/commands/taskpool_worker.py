@@ -1,5 +1,8 @@
 """`manage.py taskpool_worker`: django-tasks-db's worker loop in N supervised processes, with Prometheus
-metrics, `/healthz` and `/readyz` on one port. Flags of `db_worker` keep their meaning."""
+metrics, `/healthz` and `/readyz` on one port. Flags of `db_worker` keep their meaning.
+
+The endpoints serve before the database is first used: a worker started during a database outage waits for
+it (the supervisor), not ready meanwhile; what waiting cannot fix is one line and exit code 1."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from django_tasks_db.management.commands.db_worker import (
 
 from django_taskpool import logs
 from django_taskpool.config import LoopOptions
-from django_taskpool.database import database_alias, database_problem
+from django_taskpool.database import DatabaseNotUsable, database_alias
 from django_taskpool.endpoints import EndpointServer
 from django_taskpool.recovery import LostAction
 from django_taskpool.retries import configured_policies
@@ -198,9 +201,6 @@ class Command(BaseCommand):
         logs.configure(options["log_format"], options["verbosity"])
         multiprocessing.current_process().name = "supervisor"
         alias = database_alias()
-        problem = database_problem(alias, need_table=True)
-        if problem:
-            raise CommandError(problem)
 
         loop_options = LoopOptions(
             queue_names=queue_names,
@@ -256,6 +256,8 @@ class Command(BaseCommand):
             )
             try:
                 exit_code = supervisor.run()
+            except DatabaseNotUsable as exc:
+                raise CommandError(str(exc)) from None
             except DatabaseError as exc:  # only the start-up recovery lets one through
                 raise CommandError(
                     f"cannot resolve the tasks an earlier run of {prefix} left RUNNING: "
