@@ -25,7 +25,8 @@ test-cluster: venv k8s-binaries
 # KEDA beside our operator (benchmarks/keda.py, devcluster/keda.py): only the benchmark needs it, not CI.
 #   make keda-binaries  build KEDA's operator and metrics adapter from devcluster/kedabuild/go.mod into
 #                       $(TASKPOOL_CACHE)/keda (once; niced, one package at a time: tens of minutes cold)
-#   make bench-keda     TaskWorkerPool vs KEDA's postgresql scaler on one cluster (QUICK=1 shortens)
+#   make bench-keda     TaskWorkerPool vs KEDA's postgresql scaler on one cluster, 3 bursts per side (~30 min
+#                       unloaded; QUICK=1: one burst per side)
 .PHONY: keda-binaries bench-keda
 
 keda-binaries:
