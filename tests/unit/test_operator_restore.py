@@ -59,6 +59,9 @@ def test_only_a_deletion_or_a_newer_generation_is_someone_elses(
     assert writes.changed_by_someone_else(event(generation, kind=kind), own) is someone_elses
 
 
+Delivery = Callable[[dict[str, Any]], None]
+
+
 class FakeApi:
     """The Deployments of the pool as the API server has them; each write bumps the generation, and the next
     write can hand its watch event to a handler before its reply returns (`deliver`)."""
@@ -67,7 +70,7 @@ class FakeApi:
         self.generations = {"emails-workers": 0, "emails-scheduler": 0}
         self.written: list[tuple[str, int]] = []
         self.restored: list[str] = []
-        self.deliver: Callable[[dict[str, Any]], None] | None = None
+        self.deliver: Delivery | None = None
         monkeypatch.setattr(kube, "read_deployment", self.read)
         monkeypatch.setattr(kube, "create_deployment", self.put)
         monkeypatch.setattr(kube, "replace_deployment", self.put)
@@ -114,7 +117,7 @@ class FakeApi:
         return self._written(name, replicas)
 
 
-def before_the_reply(handler: Callable[..., None]) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+def before_the_reply(handler: Callable[..., None]) -> tuple[Delivery, Callable[[], None]]:
     """A delivery that runs the watch handler on the event in another thread while the write's reply waits
     (as kopf may, when the event arrives first), and a join for after the write."""
     threads: list[threading.Thread] = []
@@ -194,5 +197,6 @@ def test_events_after_the_reply_are_the_operators_own_and_later_edits_are_restor
 
 def test_a_restore_keeps_the_operators_replicas(api: FakeApi) -> None:
     scale_to(3)
-    deployment.restore(event=event(api.generations["emails-workers"] + 1))  # kubectl scale deploy --replicas=1
+    kubectl_scale = event(api.generations["emails-workers"] + 1)  # kubectl scale deploy --replicas=1
+    deployment.restore(event=kubectl_scale)
     assert api.written[-1] == ("emails-workers", 3)

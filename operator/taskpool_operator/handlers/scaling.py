@@ -144,7 +144,8 @@ def _target(
     deployment: WorkerDeployment | None,
 ) -> _Target | None:
     """The replicas the Deployment should run: the policy's decision, or the user's count when scaling is
-    disabled (busy pods are no floor then). None while the Deployment is not yet written for the pool's spec."""
+    disabled (busy pods are no floor then). None while the Deployment is not yet written for the pool's
+    spec."""
     if mem.applied_generation is None or deployment is None:
         return None
     if not pool.scaling.enabled:
@@ -225,8 +226,8 @@ async def _scale(
     current: int,
     target: _Target,
 ) -> None:
-    """Scales the Deployment to the target; a scale-down sets the deletion costs first (idle pods go before
-    busy ones) and warns when busy pods must go, whether the policy or the user's spec.replicas asks for it."""
+    """Scales the Deployment to the target. A scale-down sets the deletion costs first (idle pods go before
+    busy ones) and warns when busy pods must go, whether the policy or the user's spec.replicas asks it."""
     if target.replicas < current:
         busy = mem.busy_pods & {pod.name for pod in pods if not pod.deleting}
         # Set before the scale-down: the ReplicaSet reads the costs when it picks the pods to delete.
