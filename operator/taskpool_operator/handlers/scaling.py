@@ -5,7 +5,7 @@ ticks when the latest reading is older than half an interval, so a decision neve
 interval for data), handles orphaned tasks (`orphan_recovery`), applies the policy with the busy pods as a
 floor (or, with scaling disabled, takes spec.replicas), patches the Deployment's replicas (after the deletion
 costs that make the ReplicaSet remove idle pods first) and writes the pool's status. Database trouble holds
-the replicas the policy decides where they are.
+the policy's replicas where they are (a manual count is still applied).
 """
 
 from __future__ import annotations
