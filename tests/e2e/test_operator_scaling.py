@@ -191,6 +191,7 @@ def test_replicas_follow_the_queue_up_and_back_to_min(
     status = h.get_pool(cluster, namespace, "burst")["status"]
     assert (status["readyTasks"], status["runningTasks"], status["desiredReplicas"]) == (0, 0, 0)
     assert "lastScaleTime" in status
+    assert "restoring it" not in operator.log_text()  # its own scaling is never taken for someone else's
 
 
 def test_database_trouble_holds_replicas_and_recovers(
@@ -535,3 +536,4 @@ def test_lowered_manual_replicas_remove_idle_pods_and_spare_the_busy_one(
     )
     assert remaining == {busy}
     assert not _events(cluster, namespace, "handheld", "BusyPodsDraining")
+    assert "restoring it" not in operator.log_text()  # its own writes are never taken for someone else's
