@@ -241,11 +241,11 @@ def probe_target(pool: Pool) -> ProbeTarget:
 
 
 def replicas_to_apply(pool: Pool, decided: int | None, live: int | None) -> int:
-    """The replicas a (re-)applied Deployment carries: fixed when scaling is off; otherwise the operator's
-    last decision, else what the Deployment runs now, raised to min. A count above a lowered max is kept:
-    the scaling loop brings it down, setting the pods' deletion costs first (idle pods go before busy ones)
-    and saying in a BusyPodsDraining Event when busy pods must go."""
-    if not pool.scaling.enabled:
-        return pool.fixed_replicas
-    current = decided if decided is not None else live if live is not None else pool.scaling.min_replicas
-    return max(pool.scaling.min_replicas, current)
+    """The replicas a (re-)applied Deployment carries: the operator's last decision, else what the Deployment
+    runs now, raised at once to minReplicas (to Pool.fixed_replicas when scaling is disabled). A higher count
+    is kept, above a lowered maxReplicas or a lowered spec.replicas alike: the scaling loop brings it down,
+    setting the pods' deletion costs first (idle pods go before busy ones) and saying in a BusyPodsDraining
+    Event when busy pods must go."""
+    floor = pool.scaling.min_replicas if pool.scaling.enabled else pool.fixed_replicas
+    current = decided if decided is not None else live
+    return floor if current is None else max(floor, current)

@@ -84,6 +84,11 @@ def test_pool_owns_a_restricted_worker_deployment(
         30,
         "the operator to restore the Deployment",
     )
+    # So is a scale of the Deployment itself: the operator's count (an empty queue, minReplicas 1) is back.
+    cluster.kubectl("-n", namespace, "scale", "deployment/shop-workers", "--replicas=3")
+    h.wait_until(
+        lambda: h.spec_replicas(cluster, namespace, "shop-workers") == 1, 30, "the operator's replicas back"
+    )
 
     # So is deleting it.
     cluster.rest.delete(h.deployment_path(namespace, "shop-workers"))
@@ -186,6 +191,7 @@ def test_replicas_follow_the_queue_up_and_back_to_min(
     status = h.get_pool(cluster, namespace, "burst")["status"]
     assert (status["readyTasks"], status["runningTasks"], status["desiredReplicas"]) == (0, 0, 0)
     assert "lastScaleTime" in status
+    assert "restoring it" not in operator.log_text()  # its own scaling is never taken for someone else's
 
 
 def test_database_trouble_holds_replicas_and_recovers(
@@ -468,3 +474,66 @@ def test_a_lowered_max_replicas_drains_busy_pods_with_a_warning_and_loses_no_tas
     # Each ran once, on the pod that first claimed it: draining interrupted none.
     assert {i: workers.pod_of_worker(rows[i]["worker_ids"][-1]) for i in ids} == running
     assert all(len(rows[i]["worker_ids"]) == 1 for i in ids)
+
+
+def _live_pods(cluster: LocalCluster, namespace: str, pool: str) -> tuple[set[str], set[str]]:
+    """The pool's worker pods: (all, those being deleted)."""
+    pods = cluster.rest.get(
+        f"/api/v1/namespaces/{namespace}/pods", labelSelector=objects.selector_string(pool)
+    )["items"]
+    names = {p["metadata"]["name"] for p in pods}
+    return names, {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
+
+
+def test_lowered_manual_replicas_remove_idle_pods_and_spare_the_busy_one(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    """Scaling disabled, 3 pods, one long task on one of the two newest, then `kubectl scale twp
+    --replicas=1`: the idle pods go (the ReplicaSet alone would remove the newest pods, the busy one among
+    them), the busy pod stays and its task ends SUCCESSFUL, interrupted by nothing."""
+    worker = {
+        "concurrency": 1,  # one task per pod
+        "interval": "200ms",
+        "shutdownTimeout": "5s",  # a busy pod deleted would fail its task (SystemExit) within seconds
+        "terminationGracePeriodSeconds": 15,
+    }
+    scaling = {"enabled": False, "pollInterval": "1s"}
+    manifest = h.pool_manifest("handheld", "db", scaling=scaling, replicas=1, worker=worker)
+    h.create_pool(cluster, namespace, manifest)
+    h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, "handheld").get("status", {}).get("readyReplicas") or 0) == 1,
+        120,
+        "the first worker pod",
+    )
+    # The first pod is kept busy while two newer ones start, so that the long task runs on a newer one.
+    (first,) = enqueue(database.url, "slow", duration=15, queue="default")
+    h.wait_until(lambda: _running_by_pod(database.dsn).get(first), 60, "the first task running")
+    cluster.kubectl("-n", namespace, "scale", "twp/handheld", "--replicas=3")
+    h.wait_until(
+        lambda: (h.get_pool(cluster, namespace, "handheld").get("status", {}).get("readyReplicas") or 0) == 3,
+        180,
+        "3 ready worker pods",
+    )
+    (long,) = enqueue(database.url, "slow", duration=30, queue="default")
+    busy = h.wait_until(lambda: _running_by_pod(database.dsn).get(long), 60, "the long task running")
+    h.wait_until(lambda: task_rows(database.dsn)[first]["status"] == "SUCCESSFUL", 60, "the first task done")
+
+    cluster.kubectl("-n", namespace, "scale", "twp/handheld", "--replicas=1")
+    h.wait_until(lambda: h.spec_replicas(cluster, namespace, "handheld-workers") == 1, 60, "the scale to 1")
+    while task_rows(database.dsn)[long]["status"] == "RUNNING":
+        _, deleting = _live_pods(cluster, namespace, "handheld")
+        assert busy not in deleting, f"the busy pod {busy} is being deleted"
+        time.sleep(0.5)
+
+    row = task_rows(database.dsn)[long]
+    assert row["status"] == "SUCCESSFUL", row["status"]
+    # Ran once, on the pod that first claimed it: not interrupted and claimed again.
+    assert [workers.pod_of_worker(w) for w in row["worker_ids"]] == [busy]
+    remaining = h.wait_until(
+        lambda: pods if len(pods := _live_pods(cluster, namespace, "handheld")[0]) == 1 else None,
+        60,
+        "the idle pods to go",
+    )
+    assert remaining == {busy}
+    assert not _events(cluster, namespace, "handheld", "BusyPodsDraining")
+    assert "restoring it" not in operator.log_text()  # its own writes are never taken for someone else's

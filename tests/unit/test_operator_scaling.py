@@ -141,8 +141,7 @@ def test_scale_down_marks_idle_pods_first_and_never_the_busy_one(
     run_tick(
         pool_body, FakeHub(depth(ready=0, running_by={f"{BUSY_POD}-0": 1})), pods, WorkerDeployment(2, 2, 2)
     )
-    costs = {name: objects.pod_deletion_cost(patch) for kind, (name, patch) in
-             [(k, v) for k, v in rec.calls if k == "pod"]}  # fmt: skip
+    costs = pod_costs(rec)
     assert costs[IDLE_POD] < costs[BUSY_POD]  # type: ignore[operator]
     assert rec.calls[-1] == ("scale", 1)  # costs first, then the scale-down
     assert [k for k, _ in rec.calls] == ["pod", "pod", "scale"]
@@ -417,13 +416,91 @@ def test_after_an_operator_restart_a_ready_pool_stays_ready_until_re_applied(
     assert (reconciling["status"], reconciling["reason"]) == ("True", "NewGeneration")
 
 
-def test_a_reapplied_deployment_leaves_a_lowered_max_replicas_to_the_scaling_loop() -> None:
-    # The scaling loop scales down past a lowered max (deletion costs first, BusyPodsDraining when busy pods
-    # go); re-applying the spec never does it behind its back.
+def test_a_reapplied_deployment_leaves_a_lowered_max_or_spec_replicas_to_the_scaling_loop() -> None:
+    # The scaling loop scales down past a lowered max or spec.replicas (deletion costs first,
+    # BusyPodsDraining when busy pods go); re-applying the spec never does it behind its back.
     capped = Pool.from_body(body(scaling={"minReplicas": 1, "maxReplicas": 1}))
     assert replicas_to_apply(capped, decided=3, live=3) == 3
     assert replicas_to_apply(capped, decided=None, live=4) == 4
     assert replicas_to_apply(capped, decided=0, live=0) == 1  # raised to min at once
     assert replicas_to_apply(capped, decided=None, live=None) == 1
     fixed = Pool.from_body(body(scaling={"enabled": False}, replicas=2))
-    assert replicas_to_apply(fixed, decided=5, live=5) == 2
+    assert replicas_to_apply(fixed, decided=5, live=5) == 5
+    assert replicas_to_apply(fixed, decided=None, live=4) == 4
+    assert replicas_to_apply(fixed, decided=1, live=1) == 2  # raised at once
+    assert replicas_to_apply(fixed, decided=None, live=None) == 2
+
+
+def manual_pool(replicas: int) -> Any:
+    memory.forget(("shop", "emails"))
+    return body(scaling={"enabled": False}, replicas=replicas)
+
+
+def pod_costs(rec: Recorder) -> dict[str, int | None]:
+    """The deletion cost each pod was given, by pod name."""
+    patches = [args for kind, args in rec.calls if kind == "pod"]
+    return {name: objects.pod_deletion_cost(patch) for name, patch in patches}
+
+
+def test_lowered_manual_replicas_remove_idle_pods_first_and_spare_the_busy_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool_body = manual_pool(1)  # kubectl scale twp/emails --replicas=1, from 2
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 2)
+    pods = [WorkerPod(IDLE_POD, False, None), WorkerPod(BUSY_POD, False, None)]
+    reading = depth(ready=0, running_by={f"{BUSY_POD}-0": 1})
+    run_tick(pool_body, FakeHub(reading), pods, WorkerDeployment(2, 2, 2))
+    assert [k for k, _ in rec.calls] == ["pod", "pod", "scale"]  # costs first, then the scale-down
+    assert rec.calls[-1] == ("scale", 1)
+    costs = pod_costs(rec)
+    assert costs[IDLE_POD] < costs[BUSY_POD]  # type: ignore[operator]
+    (scaled,) = [e for e in rec.events if e[1] == "ScaledDown"]
+    assert "spec.replicas is 1 (scaling disabled)" in scaled[2]
+    assert not [e for e in rec.events if e[1] == "BusyPodsDraining"]  # the busy pod stays
+    assert rec.status["desiredReplicas"] == 1
+    memory.forget(("shop", "emails"))
+
+
+def test_manual_replicas_below_the_busy_pods_are_honoured_and_drain_them_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool_body = manual_pool(1)
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 3)
+    pods = busy_pods(3)
+    reading = depth(ready=0, running_by={f"{pod.name}-0": 1 for pod in pods})
+    run_tick(pool_body, FakeHub(reading), pods, WorkerDeployment(3, 3, 3))
+    assert rec.calls[-1] == ("scale", 1)  # the user's count, busy pods or not
+    (draining,) = [e for e in rec.events if e[1] == "BusyPodsDraining"]
+    assert draining[0] == "Warning"
+    assert "spec.replicas 1 is below the 3 pods running tasks" in draining[2]
+    assert "2 busy pod(s) drain" in draining[2]
+    memory.forget(("shop", "emails"))
+
+
+def test_manual_replicas_are_lowered_without_a_reading_sparing_the_last_readings_busy_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool_body = manual_pool(2)
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 2)
+    pods = [WorkerPod(IDLE_POD, False, None), WorkerPod(BUSY_POD, False, None)]
+    reading = depth(ready=0, running_by={f"{BUSY_POD}-0": 1})
+    run_tick(pool_body, FakeHub(reading), pods, WorkerDeployment(2, 2, 2))
+    assert rec.calls == []
+    pool_body["spec"]["replicas"] = 1
+    run_tick(pool_body, FakeHub(ProbeError("connect", "cannot connect")), pods, WorkerDeployment(2, 2, 2))
+    assert rec.calls[-1] == ("scale", 1)
+    costs = pod_costs(rec)
+    assert costs[IDLE_POD] < costs[BUSY_POD]  # type: ignore[operator]
+    memory.forget(("shop", "emails"))
+
+
+def test_raised_manual_replicas_reach_the_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool_body = manual_pool(3)
+    rec = Recorder(monkeypatch)
+    applied(pool_body, 1)
+    run_tick(pool_body, FakeHub(depth(ready=0)), [], WorkerDeployment(1, 1, 1))
+    assert rec.calls == [("scale", 3)]
+    memory.forget(("shop", "emails"))

@@ -19,13 +19,15 @@ def apply(pool: Pool) -> None:
     """Makes the pool's Deployment exactly what the builders say, keeping the operator's replica decision."""
     mem = memory.of(pool.key)
     name = objects.deployment_name(pool.name)
-    live = kube.read_deployment(pool.namespace, name)
-    live_replicas = None if live is None else live["spec"].get("replicas")
-    replicas = replicas_to_apply(pool, mem.desired, live_replicas)
-    result = writes.write_deployment(mem, objects.build_worker_deployment(pool, replicas), live)
-    mem.desired = replicas
-    mem.deployment_generation = max(mem.deployment_generation, int(result["metadata"].get("generation", 0)))
-    mem.applied_generation = pool.generation
+    with mem.writing:  # read, decide and write as one: the scaling loop's replicas cannot change meanwhile
+        live = kube.read_deployment(pool.namespace, name)
+        live_replicas = None if live is None else live["spec"].get("replicas")
+        replicas = replicas_to_apply(pool, mem.desired, live_replicas)
+        result = writes.write_deployment(mem, objects.build_worker_deployment(pool, replicas), live)
+        mem.desired = replicas
+        generation = int(result["metadata"].get("generation", 0))
+        mem.deployment_generation = max(mem.deployment_generation, generation)
+        mem.applied_generation = pool.generation
     logger.info(
         "%s Deployment %s/%s (%d replicas)",
         "created" if live is None else "applied",
@@ -54,10 +56,11 @@ def restore(event: Mapping[str, Any], **_: Any) -> None:
     if found is None:
         return
     namespace, pool_name, mem = found
-    if mem.applied_generation is None:
+    with mem.writing:  # after the operator's writes in flight (PoolMemory.writing)
+        applied, own_generation = mem.applied_generation, mem.deployment_generation
+    if applied is None:
         return  # the pool's own reconciliation has not run yet; it will write the Deployment
-    generation = int(event["object"]["metadata"].get("generation", 0))
-    if event.get("type") != "DELETED" and generation <= mem.deployment_generation:
+    if not writes.changed_by_someone_else(event, own_generation):
         return  # the operator's own write, or an older event
     pool = writes.pool_to_restore(namespace, pool_name)
     if pool is None:

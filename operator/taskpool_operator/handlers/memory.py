@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 from taskpool_operator.conditions import Problem
@@ -17,6 +18,11 @@ class PoolMemory:
     deployment_generation: int = 0
     """The Deployment's generation after the operator's own last write; a higher one means someone else
     edited it."""
+    writing: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
+    """Held by a write of one of the pool's Deployments from before its request goes out until the generation
+    it left is recorded (deployment_generation, scheduler_generation). The watch event of a write can be
+    handled before its reply: a handler reads those generations under this lock (`writes.own_generation`), so
+    it never takes the operator's own write for someone else's."""
     applied_generation: int | None = None
     """The pool generation whose spec the Deployment carries (status.observedGeneration)."""
     write_refusals: dict[str, Problem] = dataclasses.field(default_factory=dict)

@@ -3,8 +3,9 @@
 Every poll interval the loop asks the shared probe for the pool's queue depth (`ProbeHub.fresh`: the probe
 ticks when the latest reading is older than half an interval, so a decision never waits a whole extra
 interval for data), handles orphaned tasks (`orphan_recovery`), applies the policy with the busy pods as a
-floor, patches the Deployment's replicas (after the deletion costs that make the ReplicaSet remove idle pods
-first) and writes the pool's status. Database trouble holds the replicas where they are.
+floor (or, with scaling disabled, takes spec.replicas), patches the Deployment's replicas (after the deletion
+costs that make the ReplicaSet remove idle pods first) and writes the pool's status. Database trouble holds
+the policy's replicas where they are (a manual count is still applied).
 """
 
 from __future__ import annotations
@@ -123,17 +124,33 @@ async def _measure(
     return _Measurement(depth, database, orphans, frozenset(busy))
 
 
-def _decide(
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    replicas: int
+    message: str
+    """Why, for the ScaledUp/ScaledDown Event and the log."""
+
+
+def _replicas_field(pool: Pool) -> str:
+    """Where a pool with scaling disabled takes its replicas from (Pool.fixed_replicas)."""
+    return "spec.replicas" if pool.manual_replicas is not None else "minReplicas"
+
+
+def _target(
     pool: Pool,
     measured: _Measurement,
     mem: memory.PoolMemory,
     current: int,
     deployment: WorkerDeployment | None,
-) -> policy.Decision | None:
-    """The policy's decision, or None when the operator does not scale this pool now (scaling disabled, or
-    the Deployment not yet written for the pool's spec)."""
-    if not pool.scaling.enabled or mem.applied_generation is None or deployment is None:
+) -> _Target | None:
+    """The replicas the Deployment should run: the policy's decision, or the user's count when scaling is
+    disabled (busy pods are no floor then). None while the Deployment is not yet written for the pool's
+    spec."""
+    if mem.applied_generation is None or deployment is None:
         return None
+    if not pool.scaling.enabled:
+        replicas = pool.fixed_replicas
+        return _Target(replicas, f"{_replicas_field(pool)} is {replicas} (scaling disabled)")
     observation = policy.Observation(
         ready=None if measured.depth is None else measured.depth.ready,
         running=measured.running,
@@ -143,7 +160,7 @@ def _decide(
     )
     decision = policy.decide(scaling_spec(pool), observation, mem.policy_state)
     mem.policy_state = decision.state
-    return decision
+    return _Target(decision.replicas, decision.message)
 
 
 async def tick(
@@ -163,16 +180,17 @@ async def tick(
 
     metrics.init_pool_counters(pool.namespace, pool.name)
     measured = await _measure(body, pool, hub, secret=secret, pods=pods, mem=mem)
-    mem.busy_pods = measured.busy
+    if measured.depth is not None:  # without a reading, the last one's busy pods still get the high cost
+        mem.busy_pods = measured.busy
     if measured.database.reason in cond.SECRET_REASONS:
         mem.secret_missing_since = mem.secret_missing_since or time.monotonic()
     else:
         mem.secret_missing_since = None
     current = mem.desired if mem.desired is not None else deployment.spec_replicas if deployment else 0
-    decision = _decide(pool, measured, mem, current, deployment)
-    if decision is not None and decision.replicas != current:
-        await _scale(body, pool, mem, pods=pods, busy=measured.busy, current=current, decision=decision)
-    desired = decision.replicas if decision else current if pool.scaling.enabled else pool.fixed_replicas
+    target = _target(pool, measured, mem, current, deployment)
+    if target is not None and target.replicas != current:
+        await _scale(body, pool, mem, pods=pods, current=current, target=target)
+    desired = target.replicas if target else current if pool.scaling.enabled else pool.fixed_replicas
     await _report(body, pool, mem, measured=measured, desired=desired, deployment=deployment, pods=pods)
     return pool.scaling.poll_interval_s
 
@@ -190,53 +208,66 @@ async def _mark_deletion_costs(namespace: str, pods: Collection[WorkerPod], busy
     await asyncio.gather(*patches)
 
 
+def _write_replicas(mem: memory.PoolMemory, namespace: str, name: str, replicas: int) -> None:
+    """Sets the Deployment's replicas and records them with the generation the write left, under
+    PoolMemory.writing (blocking: run in a thread)."""
+    with mem.writing:
+        generation = kube.scale_deployment(namespace, name, replicas)
+        mem.desired = replicas
+        mem.deployment_generation = max(mem.deployment_generation, generation)
+
+
 async def _scale(
     body: kopf.Body,
     pool: Pool,
     mem: memory.PoolMemory,
     *,
     pods: Collection[WorkerPod],
-    busy: Collection[str],
     current: int,
-    decision: policy.Decision,
+    target: _Target,
 ) -> None:
-    if decision.replicas < current:
+    """Scales the Deployment to the target. A scale-down sets the deletion costs first (idle pods go before
+    busy ones) and warns when busy pods must go, whether the policy or the user's spec.replicas asks it."""
+    if target.replicas < current:
+        busy = mem.busy_pods & {pod.name for pod in pods if not pod.deleting}
         # Set before the scale-down: the ReplicaSet reads the costs when it picks the pods to delete.
         await _mark_deletion_costs(pool.namespace, pods, busy)
-        if decision.replicas < len(busy):
+        if target.replicas < len(busy):
             kopf.warn(
                 body,
                 reason=cond.EventReason.BUSY_PODS_DRAINING,
-                message=_draining(pool, len(busy), decision.replicas),
+                message=_draining(pool, len(busy), target.replicas),
             )
-    mem.desired = decision.replicas  # first: the watch event of this write must not look like a manual edit
     name = objects.deployment_name(pool.name)
     try:
-        generation = await asyncio.to_thread(kube.scale_deployment, pool.namespace, name, decision.replicas)
+        await asyncio.to_thread(_write_replicas, mem, pool.namespace, name, target.replicas)
     except Exception as exc:
         rejection = kube.rejection_message(exc)
         if rejection is None:
             raise
-        mem.desired = current  # refused, so not written: the next round decides again
         mem.scale_error = cond.Problem(
             cond.Reason.DEPLOYMENT_REJECTED,
             f"the API server refused to scale Deployment {name!r}: {rejection}",
         )
         return
     mem.scale_error = None
-    mem.deployment_generation = max(mem.deployment_generation, generation)
     mem.last_scale_time = _now_iso()
-    direction = "up" if decision.replicas > current else "down"
+    direction = "up" if target.replicas > current else "down"
     metrics.scale_events.labels(pool.namespace, pool.name, direction).inc()
     reason = cond.EventReason.SCALED_UP if direction == "up" else cond.EventReason.SCALED_DOWN
-    kopf.info(body, reason=reason, message=decision.message)
-    logger.info("%s/%s: %s", pool.namespace, pool.name, decision.message)
+    kopf.info(body, reason=reason, message=target.message)
+    logger.info("%s/%s: %s", pool.namespace, pool.name, target.message)
 
 
 def _draining(pool: Pool, busy: int, replicas: int) -> str:
-    """Why busy pods go: only a maxReplicas below the busy pods removes them (the policy's rule 7)."""
+    """Why busy pods go: a maxReplicas below the busy pods (the policy's rule 7), or with scaling disabled
+    the user's count below them."""
+    if pool.scaling.enabled:
+        limit = f"maxReplicas {pool.scaling.max_replicas}"
+    else:
+        limit = f"{_replicas_field(pool)} {pool.fixed_replicas}"
     return (
-        f"maxReplicas {pool.scaling.max_replicas} is below the {busy} pods running tasks: scaling to "
+        f"{limit} is below the {busy} pods running tasks: scaling to "
         f"{replicas}, so {busy - replicas} busy pod(s) drain (their running tasks get worker.shutdownTimeout "
         f"{pool.worker['shutdownTimeout']} to finish, then are stored FAILED)"
     )

@@ -32,8 +32,9 @@ def _apply(pool: Pool) -> dict[str, Any] | None:
             kube.delete_deployment(pool.namespace, name)
             logger.info("deleted scheduler Deployment %s/%s", pool.namespace, name)
         return None
-    result = writes.write_deployment(mem, objects.build_scheduler_deployment(pool), live)
-    mem.scheduler_generation = int(result["metadata"].get("generation", 0))
+    with mem.writing:
+        result = writes.write_deployment(mem, objects.build_scheduler_deployment(pool), live)
+        mem.scheduler_generation = int(result["metadata"].get("generation", 0))
     logger.info(
         "%s scheduler Deployment %s/%s", "created" if live is None else "applied", pool.namespace, name
     )
@@ -47,11 +48,13 @@ def on_event(event: Mapping[str, Any], **_: Any) -> None:
     if found is None:
         return
     namespace, pool_name, mem = found
-    if mem.scheduler_generation is None:
+    with mem.writing:  # after the operator's writes in flight (PoolMemory.writing)
+        own_generation = mem.scheduler_generation
+    if own_generation is None:
         return  # the pool's reconciliation has not run yet, or it runs no scheduler
     deployment = event["object"]
     deleted = event.get("type") == "DELETED"
-    if deleted or int(deployment["metadata"].get("generation", 0)) > mem.scheduler_generation:
+    if writes.changed_by_someone_else(event, own_generation):
         pool = writes.pool_to_restore(namespace, pool_name)
         if pool is None:
             return

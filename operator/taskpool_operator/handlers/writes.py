@@ -41,6 +41,17 @@ def write_deployment(
     return written
 
 
+def changed_by_someone_else(event: Mapping[str, Any], own_generation: int) -> bool:
+    """Whether a watch event of one of the pool's Deployments shows someone else's doing: it was deleted, or
+    its generation is above `own_generation`, the one the operator's own last write of it left. The API
+    server bumps the generation on every change of the spec and only then, so a `kubectl edit` or `kubectl
+    scale` shows, and a status update or an event older than that write does not. Read `own_generation`
+    under `PoolMemory.writing`: then a write whose event this may be has recorded its generation."""
+    if event.get("type") == "DELETED":
+        return True
+    return int(event["object"]["metadata"].get("generation", 0)) > own_generation
+
+
 def pool_of_event(event: Mapping[str, Any]) -> tuple[str, str, PoolMemory] | None:
     """The namespace, name and memory of the pool a watched Deployment belongs to (its pool label); None when
     it is no pool's, or the pool has not been reconciled since the operator started."""
