@@ -6,6 +6,8 @@ The operator runs as a local process against the local cluster; worker pods run 
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from devcluster import operator_harness as h
@@ -57,3 +59,24 @@ def test_a_pool_deleted_while_busy_warns_drains_and_is_forgotten(
     )
     h.wait_until(lambda: f'pool="{POOL}"' not in operator.metrics(), 30, "the pool's metrics to go")
     assert operator.process.poll() is None
+    # The pool's daemon ended its round and returned (kopf cancels a daemon that does not, mid-round).
+    assert "Daemon 'run' is cancelled" not in operator.log_text()
+
+
+def test_the_operator_stops_at_the_end_of_its_pools_rounds(
+    cluster: LocalCluster, namespace: str, database: MigratedDatabase, operator: OperatorProcess
+) -> None:
+    """SIGTERM (a rollout of the operator): each pool's daemon finishes its round and returns; kopf cancels
+    none mid-round."""
+    names = [f"quiet-{i}" for i in range(12)]
+    for name in names:
+        manifest = h.pool_manifest(name, "db", scaling={"minReplicas": 0, "pollInterval": "1s"})
+        h.create_pool(cluster, namespace, manifest)
+    for name in names:
+        h.wait_for_condition(cluster, namespace, name, "Ready", status="True", timeout=120)
+
+    operator.process.send_signal(signal.SIGTERM)
+    assert operator.process.wait(timeout=60) == 0
+    log = operator.log_text()
+    assert "Daemon 'run' is cancelled" not in log, log[-3000:]
+    assert "did not exit in time" not in log

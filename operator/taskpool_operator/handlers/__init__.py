@@ -35,4 +35,10 @@ kopf.on.event("apps", "v1", "deployments", labels=SCHEDULERS)(
     metrics.counting_errors("scheduler")(scheduler.on_event)
 )
 
-kopf.daemon(*POOLS, backoff=RETRY_BACKOFF_S, cancellation_timeout=30)(scaling.run)
+# A pool's daemon returns at the end of its round once stopped (pool deleted, operator exiting); without a
+# grace kopf cancels it after a few event-loop cycles, mid-round (a scale write, a status patch, the Event
+# announcing busy pods that drain when the pool is deleted).
+DAEMON_EXIT_GRACE_S = 10
+kopf.daemon(
+    *POOLS, backoff=RETRY_BACKOFF_S, cancellation_backoff=DAEMON_EXIT_GRACE_S, cancellation_timeout=30
+)(scaling.run)

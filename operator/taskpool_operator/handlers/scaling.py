@@ -413,9 +413,10 @@ async def run(
         if stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
             _announce_drain(body, mem, list(worker_pods.get(key, ())))
     finally:
-        await hub.unregister(key)
         metrics.forget_pool(*key)
         memory.forget(key)
+        # Shielded: a daemon cancelled here still closes a database connection no pool uses any more.
+        await asyncio.shield(hub.unregister(key))
 
 
 async def _pause(stopped: kopf.DaemonStopped, woken: asyncio.Event | None, seconds: float) -> None:
