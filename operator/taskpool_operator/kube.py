@@ -281,7 +281,8 @@ class WriteRefused(Exception):
 def write_deployment(manifest: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """The one create-or-replace of a Deployment the operator builds (a pool's workers or scheduler): created
     when there is none (`live` None), else replaced so that it is exactly what the operator built, keeping the
-    annotations and labels other controllers put on the Deployment itself (its revision...).
+    annotations and labels other controllers put on the Deployment itself (its revision...) and a `kubectl
+    rollout restart` stamp on its pod template.
 
     Raises WriteRefused when `live` has another controlling owner than the manifest, or when the API server
     refuses the write (invalid, forbidden by RBAC or an admission policy...; the message is the server's);
@@ -304,7 +305,8 @@ def write_deployment(manifest: dict[str, Any], live: dict[str, Any] | None) -> d
             "annotations": dict(live_meta.get("annotations") or {}),
             "labels": {**(live_meta.get("labels") or {}), **manifest["metadata"]["labels"]},
         }
-        return replace_deployment({**manifest, "metadata": metadata})
+        spec = objects.keep_rollout_restart(manifest["spec"], live)
+        return replace_deployment({**manifest, "metadata": metadata, "spec": spec})
     except ApiError as exc:
         rejection = rejection_message(exc)
         if rejection is None:

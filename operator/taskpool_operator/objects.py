@@ -16,6 +16,8 @@ WORKER_CONTAINER = "worker"
 METRICS_PORT_NAME = "metrics"
 DEFAULT_COMMAND = ("python", "manage.py", "taskpool_worker")
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+# `kubectl rollout restart` stamps the pod template with this annotation (kubectl's own key).
+ROLLOUT_RESTART = "kubectl.kubernetes.io/restartedAt"
 POOL_LABEL = "taskpool.dev/pool"
 # Deletion costs: busy pods are removed last, idle pods first (the ReplicaSet removes the lowest cost first).
 BUSY_POD_COST = 1000
@@ -235,6 +237,19 @@ def build_worker_deployment(pool: Pool, replicas: int) -> dict[str, Any]:
         },
         "spec": build_worker_deployment_spec(pool, replicas),
     }
+
+
+def keep_rollout_restart(spec: dict[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
+    """The Deployment spec the operator built, with the live pod template's `kubectl rollout restart` stamp
+    carried over: a restart the user asked for is neither undone nor run a second time by the rewrite."""
+    live_template = (live.get("spec") or {}).get("template") or {}
+    restarted = ((live_template.get("metadata") or {}).get("annotations") or {}).get(ROLLOUT_RESTART)
+    if not restarted:
+        return spec
+    template = spec["template"]
+    metadata = template.get("metadata") or {}
+    annotations = {**(metadata.get("annotations") or {}), ROLLOUT_RESTART: restarted}
+    return {**spec, "template": {**template, "metadata": {**metadata, "annotations": annotations}}}
 
 
 def build_scale_patch(replicas: int) -> dict[str, Any]:

@@ -90,7 +90,15 @@ def test_pool_owns_a_restricted_worker_deployment(
         lambda: h.spec_replicas(cluster, namespace, "shop-workers") == 1, 30, "the operator's replicas back"
     )
 
-    # So is deleting it.
+    # A `kubectl rollout restart` is kept: the operator's rewrite carries its stamp (the pods restart once).
+    applied = f"applied Deployment {namespace}/shop-workers"  # logged once the rewrite is done
+    rewrites = operator.log_text().count(applied)
+    cluster.kubectl("-n", namespace, "rollout", "restart", "deployment/shop-workers")
+    h.wait_until(lambda: operator.log_text().count(applied) > rewrites, 30, "the operator's rewrite")
+    template = h.get_deployment(cluster, namespace, "shop-workers")["spec"]["template"]
+    assert objects.ROLLOUT_RESTART in template["metadata"].get("annotations", {}), template["metadata"]
+
+    # Deleting it is undone.
     cluster.rest.delete(h.deployment_path(namespace, "shop-workers"))
     h.wait_until(
         lambda: (

@@ -3,6 +3,7 @@ server refuses, or a Deployment another controller owns, is remembered with its 
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -150,6 +151,30 @@ def test_a_replace_keeps_what_other_controllers_put_on_the_deployment(
     assert written["metadata"]["labels"] == {"extra": "kept", **manifest["metadata"]["labels"]}
     assert written["spec"] == manifest["spec"]
     assert "resourceVersion" not in manifest["metadata"]  # the built manifest is not changed
+
+
+@pytest.mark.parametrize(
+    "build",
+    [lambda: objects.build_worker_deployment(pool(), 2), lambda: objects.build_scheduler_deployment(pool())],
+    ids=WRITER_IDS,
+)
+def test_a_replace_keeps_a_rollout_restart(
+    monkeypatch: pytest.MonkeyPatch, build: Callable[[], dict[str, Any]]
+) -> None:
+    manifest = build()
+    live = copy.deepcopy(manifest)
+    live["metadata"]["resourceVersion"] = "42"
+    stamp = {objects.ROLLOUT_RESTART: "2026-12-02T03:30:00Z"}
+    live["spec"]["template"]["metadata"].setdefault("annotations", {}).update(stamp)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(kube, "replace_deployment", lambda written: sent.append(written) or written)
+    kube.write_deployment(manifest, live)
+    (written,) = sent
+    assert written["spec"] == live["spec"]  # the restart is neither undone nor stamped again
+    assert objects.ROLLOUT_RESTART not in (manifest["spec"]["template"]["metadata"].get("annotations") or {})
+    del live["spec"]["template"]["metadata"]["annotations"][objects.ROLLOUT_RESTART]
+    kube.write_deployment(manifest, live)
+    assert sent[-1]["spec"] == manifest["spec"]  # nothing to keep: exactly what the operator built
 
 
 def test_the_rejection_message_is_the_servers_and_bounded() -> None:
