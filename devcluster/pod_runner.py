@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devcluster import images, network, pod_inputs, security
+from devcluster.dockerfile_build import SYSTEM_PATH
 from devcluster.rest import ApiError
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ START_RETRY_S = 2.0
 _UNVERIFIED_TLS = ssl.create_default_context()
 _UNVERIFIED_TLS.check_hostname = False
 _UNVERIFIED_TLS.verify_mode = ssl.CERT_NONE
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def now_rfc3339() -> str:
