@@ -6,7 +6,7 @@ is; an edited source or a new pin gives a new folder, built afresh (dockerfile_b
 Dockerfile). Two processes may want the same image at once (two test runs starting clusters): a build runs
 under a lock per key and a folder counts only once its `built` stamp exists, so an interrupted build is redone
 and a finished one is never rebuilt. The build's output goes to build.log in the folder; the caller's `log`
-gets a line when a build starts and one when it ends.
+gets a line when a build starts and one when it ends. A new build removes those unused for two days.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from pathlib import Path
 
 from devcluster import dockerfile_build
 from devcluster.dockerfile_build import BuildError, LocalBuild
+
+# A build of an image unused this long is removed when another build of it is made (a cluster that has run
+# for longer without restarting its operator pod would then find none: restart it).
+UNUSED_S = 2 * 24 * 3600
 
 
 def cache_dir() -> Path:
@@ -52,15 +56,37 @@ def built(dockerfile: Path, name: str, log: Callable[[str], None]) -> LocalBuild
     folder = cache_dir() / f"{name}-{key(dockerfile, python)}"
     stamp = folder / "built"
     image = LocalBuild(dockerfile, folder / "root", python)
-    if not stamp.exists():
+    if stamp.exists():
+        stamp.touch()  # when it was last used (`_prune`)
+    else:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with (folder.parent / f"{folder.name}.lock").open("w") as lock:
+        with _lock(folder).open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
             if not stamp.exists():
                 _build(image, folder, name, log)
                 stamp.touch()
+        _prune(name, keep=folder)
     image.build(execute=False)
     return image
+
+
+def _lock(folder: Path) -> Path:
+    return folder.parent / f"{folder.name}.lock"
+
+
+def _prune(name: str, keep: Path) -> None:
+    """Removes the builds of `name` unused for UNUSED_S (each is tens of MB, and every edit of a source makes
+    another), but none that is being built."""
+    for folder in keep.parent.glob(f"{name}-*"):
+        used = folder / "built" if (folder / "built").exists() else folder
+        if folder == keep or not folder.is_dir() or time.time() - used.stat().st_mtime < UNUSED_S:
+            continue
+        with _lock(folder).open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)  # the empty lock file stays: another may wait on it
 
 
 def _build(image: LocalBuild, folder: Path, name: str, log: Callable[[str], None]) -> None:

@@ -288,13 +288,12 @@ class PodRunner(threading.Thread):
             }
             for m in spec.get("volumeMounts") or []
         ]
-        # The image's files are the host's checkout: a volume over one of its parent folders (scratch /tmp
-        # while the checkout lives under /tmp, as a CI clone may) would hide them, so the checkout is bound
-        # back on top (mounts are applied parents first).
-        if any(images.REPO.is_relative_to(m["target"]) for m in mounts):
-            mounts.append(
-                {"source": str(images.REPO), "target": str(images.REPO), "readOnly": run_as.read_only_root}
-            )
+        # The image's files are the host's checkout (and a built image's folder in the cache): a volume over
+        # one of their parent folders (scratch /tmp while the checkout lives under /tmp, as a CI clone may)
+        # would hide them, so they are bound back on top (mounts are applied parents first).
+        for files in (images.REPO, *([environment.built] if environment.built else [])):
+            if any(files.is_relative_to(m["target"]) for m in mounts):
+                mounts.append({"source": str(files), "target": str(files), "readOnly": run_as.read_only_root})
         attempt = container.restart_count
         status_file = self.folder / f"{container.name}.{attempt}.start"
         spec_file = self.folder / f"{container.name}.{attempt}.spec.json"

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,22 @@ def test_an_interrupted_build_is_redone_and_a_failed_one_names_its_log(tmp_path:
     assert "building the counted image failed; see" in out
     assert "the step broke" in out
     assert "build.log" in out
+
+
+def test_a_new_build_removes_the_builds_unused_for_two_days(tmp_path: Path) -> None:
+    images_dir = tmp_path / "cache" / "images"
+    old, recent, other = images_dir / "counted-0ld", images_dir / "counted-recent", images_dir / "other-0ld"
+    for folder in (old, recent, other):
+        (folder / "root").mkdir(parents=True)
+        (folder / "built").touch()
+    long_ago = time.time() - image_cache.UNUSED_S - 60
+    for stamp in (old / "built", other / "built"):
+        os.utime(stamp, (long_ago, long_ago))
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(COUNTED)
+    build = build_in_background(dockerfile, tmp_path / "cache", tmp_path / "builds")
+    assert build.communicate(timeout=120)[0]
+    assert not old.exists()
+    assert recent.exists(), "used lately"
+    assert other.exists(), "another image's build"
+    assert len(list(images_dir.glob("counted-*/built"))) == 2
