@@ -1,8 +1,8 @@
 """Our images built once into $TASKPOOL_CACHE/images/<name>-<key>/, keyed by what goes into them.
 
 The key hashes the Dockerfile, every file its COPY instructions take from the build context (after
-.dockerignore) and the base interpreter's version: the same inputs find the same folder and reuse it as it
-is; an edited source or a new pin gives a new folder, built afresh (dockerfile_build.py interprets the
+.dockerignore) and the base interpreter (path and version): the same inputs find the same folder and reuse it
+as it is; an edited source or a new pin gives a new folder, built afresh (dockerfile_build.py interprets the
 Dockerfile). Two processes may want the same image at once (two test runs starting clusters): a build runs
 under a lock per key and a folder counts only once its `built` stamp exists, so an interrupted build is redone
 and a finished one is never rebuilt. The build's output goes to build.log in the folder; the caller's `log`

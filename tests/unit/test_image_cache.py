@@ -57,6 +57,7 @@ def test_operator_pods_have_the_image_packages_not_the_dev_venv(
     assert console is not None
     assert Path(console).is_relative_to(operator_entry.built)
     assert in_image(operator_entry, "taskpool-operator", "crd").returncode == 0
+    assert "Successfully installed" in (operator_entry.built / "build.log").read_text(), "pip's output"
 
 
 def test_operator_pods_run_with_the_dockerfiles_env_entrypoint_cmd_user_and_folder(
