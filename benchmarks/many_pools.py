@@ -46,12 +46,13 @@ from pathlib import Path
 from typing import TypedDict
 
 import psycopg
-from dockerfile_parse import DockerfileParser
 
 import taskpool_operator
-from benchmarks.common import QUICK, ROOT, cluster_lock, migrated_database, write_result
+from benchmarks.common import QUICK, cluster_lock, migrated_database, write_result
+from devcluster import images
 from devcluster import operator_harness as h
 from devcluster.control_plane import RESTRICTED, LocalCluster
+from devcluster.dockerfile_build import LocalBuild
 from taskpool_operator.policy import Observation, PolicyState, ScalingSpec, decide
 from taskpool_operator.probe import sql
 from taskpool_operator.probe.depth import PoolDepth, ProbeTarget, ready_cap
@@ -140,28 +141,9 @@ def breakdown(dump: MemoryDump) -> dict[str, object]:
     }
 
 
-def image_malloc_env() -> dict[str, str]:
+def image_malloc_env(image: LocalBuild) -> dict[str, str]:
     """The image's glibc malloc settings (its Dockerfile's ENV), for the operator process run here."""
-    return {
-        k: v
-        for k, v in DockerfileParser(path=str(ROOT / "Dockerfile")).envs.items()
-        if k.startswith("MALLOC_")
-    }
-
-
-def image_operator(folder: Path) -> Path:
-    """`taskpool-operator` installed into a fresh venv as the Dockerfile's build stage installs it."""
-    venv = folder / "operator-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
-            "-c", "requirements/constraints.txt", "./operator", "psycopg-binary",
-        ],
-        cwd=ROOT,
-        check=True,
-    )  # fmt: skip
-    return venv / "bin" / "taskpool-operator"
+    return {k: v for k, v in image.env.items() if k.startswith("MALLOC_")}
 
 
 def pool_manifest(n: int) -> dict[str, object]:
@@ -322,7 +304,8 @@ def statement_count(dsn: str, pools: int) -> dict[str, float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tp-many-pools-") as folder, migrated_database() as db:
-        binary = image_operator(Path(folder))
+        image = images.operator_image(print)  # built as the Dockerfile builds it, cached
+        binary = Path(image.container_command()[0])  # its ENTRYPOINT, taskpool-operator
         with psycopg.connect(db.dsn, autocommit=True) as conn:
             conn.execute(LOAD)
             conn.execute(f"VACUUM ANALYZE {sql.TASK_TABLE}")
@@ -332,7 +315,7 @@ def main() -> None:
         os.environ.update(
             PYTHONPATH=str(PROBE_DIR), TASKPOOL_MEMORY_DUMP=str(dumps), TASKPOOL_MEMORY_FRAMES="0"
         )
-        os.environ.update(image_malloc_env())
+        os.environ.update(image_malloc_env(image))
         with cluster_lock():
             operator = real_operator(db.url, binary, dumps)
     budgets = {
@@ -358,7 +341,7 @@ def main() -> None:
             "packages only) on the local cluster, RSS with 0 (baseline), 200 and 1,000 pools in one run; "
             "probe_by_pools: probe hub + policy for that many pools with every operator module imported",
             "target_queries_per_tick": TARGET_QUERIES_PER_TICK,
-            "operator_malloc_env": image_malloc_env(),
+            "operator_malloc_env": image_malloc_env(image),
             "goal_met": one_statement and all(b["goal_met"] for b in budgets.values()),
         },
     )

@@ -254,11 +254,13 @@ class LocalCluster:
         # Pods run as non-root users and some start in their own folder (images without a working folder): the
         # state folder is entered, not listed, by others (its secrets are 0600 files).
         self.state_dir.chmod(0o711)
+        # The operator image, built from its Dockerfile into $TASKPOOL_CACHE (once per change of its inputs).
+        extra_images = [*extra_images, *images.built_images(log)]
         # Extra images may run binaries from elsewhere (KEDA's, built into $TASKPOOL_CACHE): they too.
-        extra_binaries = [
+        extra_files = [
             Path(e.entrypoint[0]) for e in extra_images if e.entrypoint and e.entrypoint[0].startswith("/")
-        ]
-        for needed in (*images.FILES_PODS_READ, self.state_dir, *extra_binaries):
+        ] + [e.built for e in extra_images if e.built]
+        for needed in (*images.FILES_PODS_READ, self.state_dir, *extra_files):
             for folder in _made_traversable(needed):
                 log(f"cluster: made {folder} traversable (g+x, o+x): non-root pods read {needed}")
         # Certificates are per state folder and address: a reused folder (make cluster-up) keeps them while

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devcluster import images, network, pod_inputs, security
+from devcluster.dockerfile_build import SYSTEM_PATH
 from devcluster.rest import ApiError
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ START_RETRY_S = 2.0
 _UNVERIFIED_TLS = ssl.create_default_context()
 _UNVERIFIED_TLS.check_hostname = False
 _UNVERIFIED_TLS.verify_mode = ssl.CERT_NONE
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def now_rfc3339() -> str:
@@ -288,13 +288,12 @@ class PodRunner(threading.Thread):
             }
             for m in spec.get("volumeMounts") or []
         ]
-        # The image's files are the host's checkout: a volume over one of its parent folders (scratch /tmp
-        # while the checkout lives under /tmp, as a CI clone may) would hide them, so the checkout is bound
-        # back on top (mounts are applied parents first).
-        if any(images.REPO.is_relative_to(m["target"]) for m in mounts):
-            mounts.append(
-                {"source": str(images.REPO), "target": str(images.REPO), "readOnly": run_as.read_only_root}
-            )
+        # The image's files are the host's checkout (and a built image's folder in the cache): a volume over
+        # one of their parent folders (scratch /tmp while the checkout lives under /tmp, as a CI clone may)
+        # would hide them, so they are bound back on top (mounts are applied parents first).
+        for files in (images.REPO, *([environment.built] if environment.built else [])):
+            if any(files.is_relative_to(m["target"]) for m in mounts):
+                mounts.append({"source": str(files), "target": str(files), "readOnly": run_as.read_only_root})
         attempt = container.restart_count
         status_file = self.folder / f"{container.name}.{attempt}.start"
         spec_file = self.folder / f"{container.name}.{attempt}.spec.json"

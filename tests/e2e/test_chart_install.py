@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from charts import checks
-from devcluster import images
+from devcluster import image_cache, images
 from devcluster import operator_harness as h
 from devcluster.control_plane import LocalCluster
 from devcluster.rest import ApiError
@@ -170,6 +170,12 @@ def test_install_wait_returns_with_the_pool_from_values_ready(
     (pod,) = operator_pods(cluster, namespace, installed)
     assert ready(pod)
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # It runs the operator image as its Dockerfile builds it (devcluster/image_cache.py), not the dev venv.
+    pid = cluster.container_pid(namespace, pod["metadata"]["name"], pod["spec"]["containers"][0]["name"])
+    interpreter, script, *_ = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert Path(interpreter).is_relative_to(image_cache.cache_dir()), interpreter
+    assert Path(script).is_relative_to(image_cache.cache_dir()), script
+    assert "MALLOC_ARENA_MAX=2" in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
     deployment = h.get_deployment(cluster, namespace, f"{POOL}-workers")
     assert deployment is not None
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]

@@ -1,23 +1,20 @@
 """The images' Dockerfiles: policy checks, and their install steps and command run as local commands.
 
-No Docker engine exists here, so each Dockerfile is interpreted: its COPY sources (filtered by
-.dockerignore) land in a scratch root, its RUN steps run in bash with the Dockerfile's ENV and WORKDIR
-(container paths mapped into the scratch root), and its ENTRYPOINT/CMD is then run the same way.
+No Docker engine exists here, so each Dockerfile is interpreted (devcluster/dockerfile_build.py): its
+COPY sources (filtered by .dockerignore) land in a scratch root, its RUN steps run in bash with the
+Dockerfile's ENV and WORKDIR (container paths mapped into the scratch root), and its ENTRYPOINT/CMD is then
+run the same way.
 `python` is the project's base interpreter (the same minor version as the image's base), so the install
-resolves the same pinned requirements.
+resolves the same pinned requirements. The operator image is the build the local cluster's operator pods run
+(devcluster/image_cache.py); the worker image is built into a scratch folder.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,11 +23,11 @@ from dockerfile_parse import DockerfileParser
 
 import taskpool_operator
 from charts import checks
+from devcluster import images
+from devcluster.dockerfile_build import LocalBuild, base_python, dockerignore_patterns, ignored
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = {"operator": ROOT / "Dockerfile", "worker": ROOT / "worker_image" / "Dockerfile"}
-# Container paths our Dockerfiles create; in the local run they live under the scratch root.
-MAPPED = re.compile(r"(?<![\w.])(/(?:opt|src|app)(?:/[^\s:\"']*)?)")
 OCI_LABELS = ("title", "description", "source", "licenses", "version", "vendor")
 
 
@@ -59,143 +56,10 @@ def global_args(instructions: list[dict[str, str]]) -> dict[str, str]:
     return args
 
 
-def dockerignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def ignored(relative: str, patterns: list[str]) -> bool:
-    """Docker's rule: the last matching pattern wins, `!` re-includes; a pattern covers what is below it."""
-    result = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        body = pattern[1:] if negate else pattern
-        candidates = [relative] + [str(p) for p in Path(relative).parents if str(p) != "."]
-        if any(fnmatch.fnmatch(c, body) or fnmatch.fnmatch(c, body.removesuffix("/**")) for c in candidates):
-            result = not negate
-    return result
-
-
-@dataclass
-class LocalBuild:
-    """One Dockerfile interpreted into a scratch root."""
-
-    dockerfile: Path
-    root: Path
-    base_python: str
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str = "/"
-    command: list[str] = field(default_factory=list)
-    entrypoint: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-
-    def host(self, container_path: str) -> Path:
-        return self.root / container_path.lstrip("/")
-
-    def map_paths(self, text: str) -> str:
-        return MAPPED.sub(lambda m: str(self.host(m.group(1))), text)
-
-    def expand(self, text: str) -> str:
-        def value(match: re.Match[str]) -> str:
-            name = match.group(1) or match.group(2)
-            return self.env.get(name, os.environ.get(name, ""))
-
-        return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, text)
-
-    def base_env(self) -> dict[str, str]:
-        shims = self.root.parent / "shims"
-        shims.mkdir(exist_ok=True)
-        for name in ("python", "python3"):
-            link = shims / name
-            if not link.exists():
-                link.symlink_to(self.base_python)
-        env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"}}
-        system_path = [p for p in os.environ["PATH"].split(os.pathsep) if ".venv" not in p]
-        env["PATH"] = os.pathsep.join([str(shims), *system_path])
-        env["HOME"] = str(self.root.parent / "home")
-        return env
-
-    def copy(self, args: list[str]) -> None:
-        from_stage = next((a for a in args if a.startswith("--from=")), None)
-        paths = [a for a in args if not a.startswith("--")]
-        *sources, dest = paths
-        dest_container = dest if dest.startswith("/") else f"{self.workdir.rstrip('/')}/{dest}"
-        target = self.host(dest_container)
-        if from_stage:
-            for source in sources:
-                if self.host(source) != target:  # one scratch root for all stages: same path, same files
-                    shutil.copytree(self.host(source), target, dirs_exist_ok=True)
-            return
-        patterns = dockerignore_patterns()
-        for source in sources:
-            src = ROOT / source
-            files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-            for file in files:
-                relative = str(file.relative_to(ROOT))
-                if ignored(relative, patterns):
-                    continue
-                if src.is_file():
-                    out = target / src.name if dest.endswith("/") else target
-                else:
-                    out = target / file.relative_to(src)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(file, out)
-                self.log.append(f"COPY {relative}")
-
-    def run(
-        self, argv: list[str] | str, *, check: bool = True, timeout: float = 900
-    ) -> subprocess.CompletedProcess[str]:
-        env = self.base_env() | self.env
-        cwd = self.host(self.workdir)
-        cwd.mkdir(parents=True, exist_ok=True)
-        cmd = ["bash", "-euo", "pipefail", "-c", argv] if isinstance(argv, str) else argv
-        result = subprocess.run(
-            cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if check and result.returncode != 0:
-            pytest.fail(
-                f"{cmd!r} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-            )
-        return result
-
-    def build(self) -> None:
-        for ins in parse(self.dockerfile):
-            kind, value = ins["instruction"], ins["value"]
-            if kind == "ENV":
-                for pair in shlex.split(value):
-                    name, raw = pair.split("=", 1)
-                    self.env[name] = self.map_paths(self.expand(raw))
-            elif kind == "WORKDIR":
-                self.workdir = value if value.startswith("/") else f"{self.workdir.rstrip('/')}/{value}"
-                self.host(self.workdir).mkdir(parents=True, exist_ok=True)
-            elif kind == "COPY":
-                self.copy(shlex.split(value))
-            elif kind == "RUN":
-                self.run(self.map_paths(value))
-            elif kind == "ENTRYPOINT":
-                self.entrypoint = json.loads(value)
-            elif kind == "CMD":
-                self.command = json.loads(value)
-
-    def container_command(self, *extra: str) -> list[str]:
-        argv = [*self.entrypoint, *self.command, *extra]
-        resolved = shutil.which(argv[0], path=(self.base_env() | self.env)["PATH"])
-        assert resolved, f"{argv[0]} is not on the image's PATH"
-        return [resolved, *argv[1:]]
-
-
-def base_python() -> str:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "find-python.sh")], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
-def operator_image(tmp_path_factory: pytest.TempPathFactory) -> LocalBuild:
-    build = LocalBuild(IMAGES["operator"], tmp_path_factory.mktemp("operator") / "root", base_python())
-    build.build()
-    return build
+def operator_image() -> LocalBuild:
+    """The build the node agent's operator pods run (from the cache, built first if its inputs changed)."""
+    return images.operator_image(print)
 
 
 @pytest.fixture(scope="module")
