@@ -53,6 +53,6 @@ lint-python: venv
 	@# django-stubs imports the demo settings, which require a DATABASE_URL (never connected to here).
 	@# benchmarks/memory_probe (a folder put on the operator's PYTHONPATH, no package) is checked as a namespace package.
 	DATABASE_URL=postgresql://mypy@localhost/mypy $(VENV)/bin/mypy operator/taskpool_operator django_app/django_taskpool monitoring devcluster devdb \
-		benchmarks scripts tests/support
+		benchmarks scripts tests/support charts
 
 include $(wildcard mk/*.mk)

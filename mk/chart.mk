@@ -24,8 +24,8 @@ chart-sync: venv
 
 lint-chart: venv chart-tools
 	$(PY) -m charts.sync --check
-	$(VENV)/bin/ruff check --no-force-exclude charts/*.py charts/taskpool/files/*.py
-	$(VENV)/bin/ruff format --check --no-force-exclude charts/*.py charts/taskpool/files/*.py
+	$(VENV)/bin/ruff check --no-force-exclude charts/*.py
+	$(VENV)/bin/ruff format --check --no-force-exclude charts/*.py
 	@for values in $(CHART_DIR)/ci/*-values.yaml; do \
 		echo "helm lint --strict ($$values)"; \
 		$(HELM) lint --strict $(CHART_DIR) --values "$$values" --quiet; \
