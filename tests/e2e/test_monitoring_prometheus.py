@@ -346,6 +346,13 @@ def test_every_dashboard_query_and_rule_returns_data_in_prometheus(
         180,
         "the workload to finish",
     )
+    # The pool's own pod (the operator scaled it up for the backlog) found through the PodMonitor and scraped:
+    # on a loaded machine it may start only after our two local processes have finished the workload.
+    wait_until(
+        lambda: prometheus.instant_query(f'up{{job="{pod_job["job_name"]}"}}', time.time()),
+        120,
+        "the pool's worker pod to be scraped",
+    )
     # Enough scrapes and rule evaluations after the last task for rates and recorded series.
     time.sleep(20)
     end = time.time()
