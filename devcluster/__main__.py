@@ -17,12 +17,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from devcluster import binaries
 from devcluster.control_plane import ClusterError, LocalCluster
 
-STATE_DIR = Path(os.environ.get("TASKPOOL_CACHE", Path.home() / ".cache" / "taskpool")) / "cluster"
+STATE_DIR = binaries.cache_root() / "cluster"
 PID_FILE = STATE_DIR / "serve.pid"
 READY_FILE = STATE_DIR / "serve.ready"
 

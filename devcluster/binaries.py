@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,11 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 
 class BinariesMissing(RuntimeError):
     """The Kubernetes binaries have not been built yet."""
+
+
+def cache_root() -> Path:
+    """$TASKPOOL_CACHE (the Makefile's default when unset): built binaries, images and the Go module cache."""
+    return Path(os.environ.get("TASKPOOL_CACHE", Path.home() / ".cache" / "taskpool"))
 
 
 def bindir() -> Path:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devcluster import dockerfile_build
+from devcluster import binaries, dockerfile_build
 from devcluster.dockerfile_build import BuildError, LocalBuild
 
 # A build of an image unused this long is removed when another build of it is made (a cluster that has run
@@ -30,7 +30,7 @@ UNUSED_S = 2 * 24 * 3600
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TASKPOOL_CACHE", Path.home() / ".cache" / "taskpool")) / "images"
+    return binaries.cache_root() / "images"
 
 
 def key(dockerfile: Path, python: str) -> str:

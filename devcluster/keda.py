@@ -24,7 +24,6 @@ cluster.
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -72,8 +71,7 @@ def require() -> Path:
 
 def module_dir() -> Path:
     """KEDA's module source in the Go module cache the build used (CRDs and install manifests)."""
-    cache = Path(os.environ.get("TASKPOOL_CACHE", Path.home() / ".cache" / "taskpool"))
-    return cache / "go" / "mod" / "github.com" / "kedacore" / "keda" / f"v2@{version()}"
+    return binaries.cache_root() / "go" / "mod" / "github.com" / "kedacore" / "keda" / f"v2@{version()}"
 
 
 def extra_images() -> list[ImageEnvironment]:
